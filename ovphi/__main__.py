@@ -1,0 +1,5 @@
+import sys
+
+from ovphi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,33 @@
+"""`ovphi COMMAND ...`: a thin dispatcher; each command is a module with setup_arg_parser() and main(args)."""
+import importlib
+import os
+import sys
+
+COMMANDS = {
+    "make-checkpoint": "ovphi.model.checkpoint_cli",
+    "convert": "ovphi.convert.cli",
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: ovphi {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(COMMANDS[argv[0]])
+    args = module.setup_arg_parser().parse_args(argv[1:])
+    try:
+        return module.main(args) or 0
+    except KeyboardInterrupt:
+        print(f"ovphi {argv[0]}: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for the user; OVPHI_DEBUG=1 shows the traceback
+        if os.environ.get("OVPHI_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"ovphi {argv[0]}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures: the hub is offline, and the tiny checkpoint is built once per session."""
+import os
+
+for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[name] = "1"
+
+import pytest
+from PIL import Image, ImageDraw
+
+from ovphi.model.checkpoint import make_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    make_checkpoint("tiny", out)
+    return out
+
+
+def drawn_image(size, background, shape_colour):
+    """A plain picture: one ellipse on a coloured background."""
+    image = Image.new("RGB", size, background)
+    width, height = size
+    ImageDraw.Draw(image).ellipse((width // 6, height // 5, width // 2, height * 3 // 4), fill=shape_colour)
+    return image
+
+
+@pytest.fixture(scope="session")
+def red_image():
+    return drawn_image((640, 480), (200, 30, 30), (30, 200, 30))
+
+
+@pytest.fixture(scope="session")
+def blue_image():
+    return drawn_image((480, 640), (30, 30, 200), (240, 240, 240))
