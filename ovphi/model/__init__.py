@@ -3,3 +3,15 @@ from .configuration_phi3_v import Phi3VConfig
 from .image_processing_phi3_v import Phi3VImageProcessor
 from .modeling_phi3_v import Phi3VForCausalLM
 from .processing_phi3_v import Phi3VProcessor
+
+
+def register_auto_classes():
+    """Let transformers' Auto classes build this implementation for phi3_v, so no checkpoint code runs."""
+    from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoModelForImageTextToText,
+                              AutoProcessor)
+
+    AutoConfig.register("phi3_v", Phi3VConfig, exist_ok=True)
+    for auto_model in (AutoModelForCausalLM, AutoModelForImageTextToText):
+        auto_model.register(Phi3VConfig, Phi3VForCausalLM, exist_ok=True)
+    AutoImageProcessor.register(Phi3VConfig, Phi3VImageProcessor, exist_ok=True)
+    AutoProcessor.register(Phi3VConfig, Phi3VProcessor, exist_ok=True)

@@ -1,0 +1,2 @@
+"""Checkpoint -> OpenVINO IR folder."""
+from .convert import DEFAULT_MODEL, Recipe, convert

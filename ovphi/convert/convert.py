@@ -1,0 +1,231 @@
+"""Convert a Phi-3.5-vision checkpoint to OpenVINO IR with optimum-intel, compressing weights with nncf.
+
+The language model gets the recipe's INT4/INT8 weights; text embeddings, vision embeddings and the
+projection get INT8_SYM (optimum-intel's VLM default). Everything is written to a folder beside OUT
+and renamed into place at the end, so an interrupted run never leaves an IR that looks complete.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import OvphiError
+from ..model import register_auto_classes
+from ..resources import peak_rss_bytes
+from .manifest import MANIFEST, package_versions
+from .stats import ir_stats
+
+DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
+OWN_CODE = ["configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+STOP_TOKENS = ["<|end|>", "<|endoftext|>", "<|assistant|>"]
+
+
+@dataclass
+class Recipe:
+    """How the weights are stored; defaults are the published OpenVINO int4 recipe for Phi-3.5-vision."""
+
+    weight_format: str = "int4"
+    sym: bool = False
+    group_size: int = 128
+    ratio: float = 1.0
+    awq: bool = True
+    scale_estimation: bool = False
+    gptq: bool = False
+    dataset: str = "contextual"
+    num_samples: int = 32
+    backup_precision: str = "int8_asym"
+    seed: int = 0
+
+    @property
+    def data_aware(self):
+        return self.weight_format == "int4" and (self.awq or self.scale_estimation or self.gptq or self.ratio < 1)
+
+    def check(self, config):
+        """Refuse recipes nncf would reject, with the fix in the message."""
+        if self.weight_format not in ("fp32", "fp16", "int8", "int4"):
+            raise OvphiError(f"unknown weight format '{self.weight_format}': choose fp32, fp16, int8 or int4")
+        if self.weight_format != "int4" and (self.awq or self.scale_estimation or self.gptq):
+            raise OvphiError(f"AWQ, scale estimation and GPTQ apply to int4 only; use --no-awq with {self.weight_format}")
+        if not 0 < self.ratio <= 1:
+            raise OvphiError(f"--ratio {self.ratio} must be in (0, 1]")
+        if self.num_samples < 1:
+            raise OvphiError("--num-samples must be at least 1")
+        if self.weight_format == "int4" and self.group_size > 0:
+            widths = {config["hidden_size"], config["intermediate_size"]}
+            bad = sorted(w for w in widths if w % self.group_size)
+            if bad:
+                divisors = [g for g in (32, 64, 128) if all(w % g == 0 for w in widths)]
+                raise OvphiError(
+                    f"--group-size {self.group_size} does not divide the language model's input widths {bad};"
+                    f" use --group-size {divisors[-1] if divisors else -1} or --group-size -1 (per-channel)"
+                )
+
+    def quantization_config(self, processor_dir):
+        from optimum.intel import OVWeightQuantizationConfig
+
+        if self.weight_format == "int8":
+            return OVWeightQuantizationConfig(bits=8, sym=self.sym, group_size=-1)
+        return OVWeightQuantizationConfig(
+            bits=4, sym=self.sym, group_size=self.group_size, ratio=self.ratio,
+            quant_method="awq" if self.awq else "default", scale_estimation=self.scale_estimation,
+            gptq=self.gptq, backup_precision=self.backup_precision, num_samples=self.num_samples,
+            dataset="textvqa" if self.data_aware else None,  # selects the (image, question) columns
+            processor=str(processor_dir), tokenizer=str(processor_dir),
+        )
+
+
+def resolve_model(model, revision):
+    """(local folder, revision) of a local checkpoint or a hub id (downloaded unless offline)."""
+    path = Path(model)
+    if not path.exists() and HUB_ID.match(model) and not model.startswith("."):
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(model, revision=revision))
+        except Exception as error:  # offline, unknown repo, no access: one line for each
+            raise OvphiError(f"no folder {model} here, and it cannot be downloaded from the Hugging Face hub"
+                             f" ({type(error).__name__}); offline, pass a local checkpoint folder") from None
+    if not path.is_dir():
+        raise OvphiError(f"model folder {model} does not exist")
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise OvphiError(f"{model} is not a model folder: it has no config.json")
+    config = json.loads(config_file.read_text())
+    if config.get("model_type") != "phi3_v":
+        raise OvphiError(f"{model} is a '{config.get('model_type')}' model, not Phi-3.5-vision (phi3_v)")
+    return path, config
+
+
+def weights_sha256(folder):
+    """SHA-256 over the checkpoint's weight files, in name order."""
+    digest = hashlib.sha256()
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        with open(weights, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def complete_ir_folder(ir_dir, source, trust_remote_code):
+    """Processor files and model code beside the IR, and stop tokens that end a turn."""
+    from transformers import AutoTokenizer
+
+    for item in source.iterdir():
+        keep = item.suffix in (".json", ".jinja", ".model", ".py") and "index" not in item.name
+        if keep and item.name != "config.json" and not (ir_dir / item.name).exists():
+            shutil.copy(item, ir_dir / item.name)
+    if not trust_remote_code:
+        from .. import model as own
+
+        for name in OWN_CODE:
+            shutil.copy(Path(own.__file__).parent / name, ir_dir / name)
+        for name, key, value in [("config.json", "AutoConfig", "configuration_phi3_v.Phi3VConfig"),
+                                 ("config.json", "AutoModelForCausalLM", "modeling_phi3_v.Phi3VForCausalLM"),
+                                 ("preprocessor_config.json", "AutoProcessor", "processing_phi3_v.Phi3VProcessor"),
+                                 ("preprocessor_config.json", "AutoImageProcessor",
+                                  "image_processing_phi3_v.Phi3VImageProcessor")]:
+            settings = json.loads((ir_dir / name).read_text())
+            settings.setdefault("auto_map", {})[key] = value
+            (ir_dir / name).write_text(json.dumps(settings, indent=2))
+    tokenizer = AutoTokenizer.from_pretrained(ir_dir)
+    stops = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS if t in tokenizer.get_vocab()]
+    generation_file = ir_dir / "generation_config.json"
+    generation = json.loads(generation_file.read_text()) if generation_file.exists() else {}
+    generation.update(eos_token_id=stops, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
+    generation_file.write_text(json.dumps(generation, indent=2))
+    return stops
+
+
+def export(source, export_dir, recipe, trust_remote_code):
+    """optimum-intel export of the four IRs and the OpenVINO tokenizers, weights in fp32 or fp16."""
+    from optimum.exporters.openvino import main_export
+    from optimum.intel import OVConfig
+
+    from ..model.checkpoint import ensure_clip_config
+
+    ensure_clip_config()
+    dtype = "fp32" if recipe.weight_format == "fp32" else "fp16"
+    main_export(str(source), export_dir, task="image-text-to-text", trust_remote_code=trust_remote_code,
+                convert_tokenizer=True, ov_config=OVConfig(dtype=dtype))
+
+
+def compress(export_dir, out_dir, recipe, calibration):
+    """nncf weight compression through optimum-intel's OVQuantizer, calibrated one image at a time."""
+    import datasets
+    from optimum.intel import OVConfig, OVModelForVisualCausalLM, OVQuantizer
+
+    model = OVModelForVisualCausalLM.from_pretrained(export_dir, compile=False)
+    calibration_dataset = None
+    if calibration is not None:
+        calibration_dataset = datasets.Dataset.from_dict({
+            "image": [s.image for s in calibration.samples],
+            "question": [s.instruction for s in calibration.samples],
+        })
+    config = OVConfig(quantization_config=recipe.quantization_config(export_dir))
+    OVQuantizer(model).quantize(ov_config=config, calibration_dataset=calibration_dataset, save_directory=out_dir)
+    for item in export_dir.iterdir():
+        if not (out_dir / item.name).exists():
+            shutil.copy(item, out_dir / item.name)
+
+
+def step(number, total, text, started):
+    print(f"[{number}/{total}] {text} (at {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def convert(model, out, recipe=None, revision=None, trust_remote_code=False, force=False):
+    """Convert MODEL (hub id or folder) to an OpenVINO IR folder at OUT. Returns the manifest as a dict."""
+    from ..calibration.sources import load_calibration
+
+    recipe = recipe or Recipe()
+    model = str(model)
+    started = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not force:
+        raise OvphiError(f"{out} exists; pass --force to replace it")
+    source, config = resolve_model(model, revision)
+    recipe.check(config)
+    calibration = load_calibration(recipe.dataset, recipe.num_samples, recipe.seed) if recipe.data_aware else None
+    if not trust_remote_code:
+        register_auto_classes()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        compressed = recipe.weight_format in ("int8", "int4")
+        total = 3 if compressed else 2
+        step(1, total, f"exporting {source} to OpenVINO IR", started)
+        export(source, work / "export", recipe, trust_remote_code)
+        stop_ids = complete_ir_folder(work / "export", source, trust_remote_code)
+        ir_dir = work / "export"
+        if compressed:
+            step(2, total, f"compressing weights ({recipe.weight_format}"
+                 f"{', AWQ on %d samples' % recipe.num_samples if recipe.data_aware else ''})", started)
+            compress(work / "export", work / "ir", recipe, calibration)
+            ir_dir = work / "ir"
+        step(total, total, "measuring the IR and writing the manifest", started)
+        manifest = {
+            "source": {"model": model, "path": str(source), "revision": revision,
+                       "weights_sha256": weights_sha256(source),
+                       "code": "checkpoint remote code" if trust_remote_code else "ovphi's own implementation"},
+            "recipe": asdict(recipe) | {"data_aware": recipe.data_aware},
+            "calibration": None if calibration is None else {
+                "source": calibration.source, "sample_ids": [s.sample_id for s in calibration.samples],
+                "skipped": calibration.skipped},
+            "stop_token_ids": stop_ids,
+            "parts": ir_stats(ir_dir),
+            "versions": package_versions(),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+        (ir_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        ir_dir.rename(out)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,179 @@
+"""`ovphi convert` on the tiny checkpoint: the recipe lands in the IR, the IR loads in both runtimes,
+the FP32 IR answers like PyTorch, and bad input fails in one line with nothing left behind."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import openvino as ov
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoProcessor
+
+from ovphi.convert import Recipe, convert
+
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def run_cli(*args, timeout=600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "ovphi", "convert", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def int4_awq(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ir") / "int4"
+    result = run_cli(tiny_dir, out, "--dataset", "builtin", "--num-samples", 8)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32_ir(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ir") / "fp32"
+    convert(tiny_dir, out, Recipe(weight_format="fp32", awq=False))
+    return out
+
+
+def test_manifest_records_the_recipe_and_the_calibration(int4_awq):
+    manifest = json.loads((int4_awq / "ovphi_manifest.json").read_text())
+    recipe = manifest["recipe"]
+    assert (recipe["weight_format"], recipe["sym"], recipe["group_size"], recipe["ratio"], recipe["awq"]) == (
+        "int4", False, 128, 1.0, True)
+    assert manifest["calibration"]["source"] == "builtin" and len(manifest["calibration"]["sample_ids"]) == 8
+    assert len(manifest["source"]["weights_sha256"]) == 64 and manifest["versions"]["nncf"] == "3.4.0"
+    assert manifest["wall_seconds"] > 0 and manifest["peak_rss_bytes"] > 0
+
+
+def test_language_model_holds_int4_weights_and_the_other_parts_int8(int4_awq):
+    parts = json.loads((int4_awq / "ovphi_manifest.json").read_text())["parts"]
+    assert parts["language"]["int4_percent"] > 75  # every decoder layer; lm_head stays int8 as nncf chooses
+    for part in ("text_embeddings", "vision_embeddings", "vision_projection"):
+        assert parts[part]["int8_percent"] == 100.0 and parts[part]["int4"] == 0
+    core = ov.Core()
+    model = core.read_model(int4_awq / "openvino_language_model.xml")
+    u4 = [op for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.u4]
+    assert len(u4) >= 2 * 2 * 4  # weights and zero points of qkv, o, gate_up, down in 2 layers
+
+
+def test_awq_changes_the_weights_compared_with_data_free_int4(int4_awq, tiny_dir, tmp_path):
+    plain = tmp_path / "int4-data-free"
+    convert(tiny_dir, plain, Recipe(awq=False))
+    awq_bytes = (int4_awq / "openvino_language_model.bin").read_bytes()
+    plain_bytes = (plain / "openvino_language_model.bin").read_bytes()
+    assert awq_bytes != plain_bytes
+
+
+def test_stop_tokens_end_a_turn(int4_awq):
+    import openvino_genai
+
+    generation = json.loads((int4_awq / "generation_config.json").read_text())
+    tokenizer = json.loads((int4_awq / "tokenizer.json").read_text())
+    ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
+    assert {ids["<|end|>"], ids["<|endoftext|>"]} <= set(generation["eos_token_id"])
+    pipe = openvino_genai.VLMPipeline(str(int4_awq), "CPU")
+    assert ids["<|end|>"] in pipe.get_generation_config().stop_token_ids
+
+
+def test_int4_folder_generates_in_both_runtimes(int4_awq, red_image):
+    import openvino_genai
+    from optimum.intel import OVModelForVisualCausalLM
+
+    model = OVModelForVisualCausalLM.from_pretrained(int4_awq, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(int4_awq, trust_remote_code=True)
+    inputs = model.preprocess_inputs(text="Describe the image.", image=red_image, processor=processor)
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    pipe = openvino_genai.VLMPipeline(str(int4_awq), "CPU")
+    result = pipe.generate("Describe the image.", images=[ov.Tensor(np.array(red_image)[None])], max_new_tokens=8)
+    assert len(result.texts[0]) > 0
+
+
+def greedy_ids(model, processor, prompt, images):
+    inputs = processor(prompt, images)
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+    return out[0, inputs["input_ids"].shape[1]:].tolist()
+
+
+def test_fp32_ir_with_f32_hint_answers_like_pytorch(fp32_ir, tiny_dir, red_image, blue_image):
+    from optimum.intel import OVModelForVisualCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_dir, trust_remote_code=True)
+    ir_model = OVModelForVisualCausalLM.from_pretrained(fp32_ir, trust_remote_code=True, ov_config=F32)
+    processor = AutoProcessor.from_pretrained(tiny_dir, trust_remote_code=True)
+    template = processor.tokenizer.apply_chat_template
+    one = [{"role": "user", "content": "<|image_1|>\nDescribe the image."}]
+    two = [{"role": "user", "content": "<|image_1|>\n<|image_2|>\nCompare them."}]
+    cases = [(one, [red_image]), (one, [blue_image]), (two, [red_image, blue_image])]
+    first = greedy_ids(reference, processor, template(two, add_generation_prompt=True, tokenize=False),
+                       [red_image, blue_image])
+    second_turn = two + [{"role": "assistant", "content": processor.decode(first, skip_special_tokens=True)},
+                         {"role": "user", "content": "Which one is red?"}]
+    cases.append((second_turn, [red_image, blue_image]))
+    for turns, images in cases:
+        prompt = template(turns, add_generation_prompt=True, tokenize=False)
+        with torch.no_grad():
+            expected = greedy_ids(reference, processor, prompt, images)
+        assert greedy_ids(ir_model, processor, prompt, images) == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{missing}", "{out}"], "does not exist"),
+    (["{notphi}", "{out}"], "not Phi-3.5-vision"),
+    (["{tiny}", "{out}", "--weight-format", "int3"], "unknown weight format"),
+    (["{tiny}", "{out}", "--group-size", "96"], "--group-size -1"),
+    (["{tiny}", "{out}", "--weight-format", "int8", "--awq"], "int4 only"),
+    (["{tiny}", "{out}", "--dataset", "local:{empty}"], "0 usable samples"),
+    (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "99"], "fewer than --num-samples 99"),
+    (["{tiny}", "{out}", "--dataset", "contextual"], "offline, use --dataset builtin"),
+    (["microsoft/Phi-3.5-vision-instruct", "{out}"], "cannot be downloaded"),
+])
+def test_bad_input_fails_in_one_line(args, message, tiny_dir, tmp_path):
+    notphi = tmp_path / "notphi"
+    notphi.mkdir()
+    (notphi / "config.json").write_text('{"model_type": "llama"}')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    names = dict(missing=tmp_path / "nope" / "x", notphi=notphi, tiny=tiny_dir, out=tmp_path / "out", empty=empty)
+    result = run_cli(*[a.format(**names) for a in args])
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_out_is_refused_without_force(tiny_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    result = run_cli(tiny_dir, tmp_path / "out")
+    assert result.returncode != 0 and "--force" in result.stderr
+
+
+def test_corrupt_images_in_a_local_set_are_skipped_and_counted(tiny_dir, tmp_path, red_image):
+    for i in range(3):
+        red_image.save(tmp_path / f"good{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "prompts.txt").write_text("Describe the image.\n")
+    out = tmp_path / "out"
+    result = run_cli(tiny_dir, out, "--dataset", f"local:{tmp_path}", "--num-samples", 3)
+    assert result.returncode == 0, result.stderr
+    calibration = json.loads((out / "ovphi_manifest.json").read_text())["calibration"]
+    assert len(calibration["sample_ids"]) == 3 and len(calibration["skipped"]) <= 1
+
+
+def test_ctrl_c_leaves_nothing_behind(tiny_dir, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "ovphi", "convert", str(tiny_dir), str(out), "--dataset",
+                                "builtin", "--num-samples", "8"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:
+        if line.startswith("[1/3]"):
+            break
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
