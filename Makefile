@@ -8,8 +8,12 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
 TINY := models/tiny
+TINY_IR := models/tiny-int4
+IMAGE ?= ovphi/calibration/builtin/bar_chart_0.png
+MODEL ?= microsoft/Phi-3.5-vision-instruct
+OUT ?= models/phi-3.5-vision-int4
 
-.PHONY: demo test install clean-models
+.PHONY: demo test install convert clean-models
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +26,17 @@ install: $(VENV)/.installed
 $(TINY)/config.json: $(VENV)/.installed
 	$(OVPHI) make-checkpoint tiny $(TINY) --force
 
-demo: $(TINY)/config.json
-	$(PY) -m ovphi.model.demo $(TINY)
+$(TINY_IR)/ovphi_manifest.json: $(TINY)/config.json
+	$(OVPHI) convert $(TINY) $(TINY_IR) --dataset builtin --force
+
+# The tiny model has random weights: the answer is gibberish; the pipeline is what it shows.
+demo: $(TINY_IR)/ovphi_manifest.json
+	@echo "--- the demo model has RANDOM weights: expect a streamed but meaningless answer ---"
+	$(OVPHI) ask $(TINY_IR) --image $(IMAGE) --task caption --max-new-tokens 32
+	$(OVPHI) ask $(TINY_IR) --image $(IMAGE) --task vqa --prompt "Which bar is the highest?" --format json --max-new-tokens 16
+
+convert: $(VENV)/.installed
+	$(OVPHI) convert $(MODEL) $(OUT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

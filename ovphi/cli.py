@@ -6,7 +6,19 @@ import sys
 COMMANDS = {
     "make-checkpoint": "ovphi.model.checkpoint_cli",
     "convert": "ovphi.convert.cli",
+    "ask": "ovphi.runtime.ask",
 }
+
+
+def quiet_library_logs():
+    """Library chatter (warnings about slow processors, export guesses) stays off the user's terminal."""
+    import logging
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    for name in ("optimum", "nncf"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv=None):
@@ -14,6 +26,7 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: ovphi {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    quiet_library_logs()
     module = importlib.import_module(COMMANDS[argv[0]])
     args = module.setup_arg_parser().parse_args(argv[1:])
     try:

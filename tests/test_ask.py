@@ -1,0 +1,78 @@
+"""`ovphi ask` through a subprocess on the tiny INT4 IR: text, JSON, --output, and bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ovphi.convert import Recipe, convert
+from ovphi.runtime import load, user_message
+
+
+@pytest.fixture(scope="module")
+def ir_dir(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ask") / "int4"
+    convert(tiny_dir, out, Recipe(dataset="builtin", num_samples=4))
+    return out
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory, red_image):
+    path = tmp_path_factory.mktemp("img") / "red.png"
+    red_image.save(path)
+    return path
+
+
+def ask(*args):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "ovphi", "ask", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_text_answer_streams_to_the_terminal(ir_dir, image_path):
+    result = ask(ir_dir, "--image", image_path, "--max-new-tokens", 8)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_json_answer_has_every_field_and_output_file(ir_dir, image_path, tmp_path):
+    out = tmp_path / "answer.json"
+    result = ask(ir_dir, "--image", image_path, "--image", image_path, "--task", "vqa", "--prompt", "Same?",
+                 "--format", "json", "--output", out, "--max-new-tokens", 6)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert {"answer", "task", "model", "device", "backend", "timings"} <= set(report)
+    timings = report["timings"]
+    assert timings["answer_tokens"] == 6 and timings["prompt_tokens"] > 2 * 757
+    assert 0 < timings["vision_s"] <= timings["ttft_s"] <= timings["total_s"]
+    assert report["device"] == "CPU" and report["backend"] == "optimum"
+
+
+def test_stream_yields_before_generation_ends(ir_dir, red_image):
+    vlm = load(ir_dir)
+    pieces = vlm.stream([user_message("Describe it.", 1)], [red_image], max_new_tokens=24, do_sample=False)
+    first = next(pieces)
+    assert vlm.last_timings is None  # generation is still running when the first piece arrives
+    assert first is not None and "".join(pieces) is not None and vlm.last_timings["answer_tokens"] == 24
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image", "{missing}"], "does not exist"),
+    (["--image", "{corrupt}"], "cannot be read"),
+    (["--image", "{image}", "--task", "vqa"], "needs --prompt"),
+    (["--image", "{image}", "--device", "GPU"], "OpenVINO sees: CPU"),
+    (["--image", "ftp://example.com/x.png"], "only http(s)"),
+])
+def test_bad_input_fails_in_one_line(ir_dir, image_path, tmp_path, args, message):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(image_path.read_bytes()[:200])
+    names = dict(missing=tmp_path / "none.png", corrupt=corrupt, image=image_path)
+    result = ask(ir_dir, *[a.format(**names) for a in args])
+    assert result.returncode != 0
+    assert message in result.stderr and result.stderr.strip().splitlines()[-1].startswith("ovphi ask: error:")
+
+
+def test_a_folder_missing_ir_files_is_named(tiny_dir, image_path):
+    result = ask(tiny_dir, "--image", image_path)
+    assert result.returncode != 0 and "missing openvino_language_model.xml" in result.stderr
