@@ -12,6 +12,7 @@ TINY_IR := models/tiny-int4
 IMAGE ?= ovphi/calibration/builtin/bar_chart_0.png
 MODEL ?= microsoft/Phi-3.5-vision-instruct
 OUT ?= models/phi-3.5-vision-int4
+DATASET ?= contextual
 
 .PHONY: demo test install convert clean-models
 
@@ -36,7 +37,7 @@ demo: $(TINY_IR)/ovphi_manifest.json
 	$(OVPHI) ask $(TINY_IR) --image $(IMAGE) --task vqa --prompt "Which bar is the highest?" --format json --max-new-tokens 16
 
 convert: $(VENV)/.installed
-	$(OVPHI) convert $(MODEL) $(OUT)
+	$(OVPHI) convert $(MODEL) $(OUT) --dataset $(DATASET)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -14,15 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import OvphiError
-from ..model import register_auto_classes
+from ..model import copy_model_code, register_auto_classes
+from ..model.tokenizer import stop_token_ids
 from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
 from .stats import ir_stats
 
 DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
-OWN_CODE = ["configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-STOP_TOKENS = ["<|end|>", "<|endoftext|>", "<|assistant|>"]
 
 
 @dataclass
@@ -120,10 +119,7 @@ def complete_ir_folder(ir_dir, source, trust_remote_code):
         if keep and item.name != "config.json" and not (ir_dir / item.name).exists():
             shutil.copy(item, ir_dir / item.name)
     if not trust_remote_code:
-        from .. import model as own
-
-        for name in OWN_CODE:
-            shutil.copy(Path(own.__file__).parent / name, ir_dir / name)
+        copy_model_code(ir_dir)
         for name, key, value in [("config.json", "AutoConfig", "configuration_phi3_v.Phi3VConfig"),
                                  ("config.json", "AutoModelForCausalLM", "modeling_phi3_v.Phi3VForCausalLM"),
                                  ("preprocessor_config.json", "AutoProcessor", "processing_phi3_v.Phi3VProcessor"),
@@ -133,7 +129,7 @@ def complete_ir_folder(ir_dir, source, trust_remote_code):
             settings.setdefault("auto_map", {})[key] = value
             (ir_dir / name).write_text(json.dumps(settings, indent=2))
     tokenizer = AutoTokenizer.from_pretrained(ir_dir)
-    stops = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS if t in tokenizer.get_vocab()]
+    stops = stop_token_ids(tokenizer)
     generation_file = ir_dir / "generation_config.json"
     generation = json.loads(generation_file.read_text()) if generation_file.exists() else {}
     generation.update(eos_token_id=stops, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)

@@ -4,6 +4,17 @@ from .image_processing_phi3_v import Phi3VImageProcessor
 from .modeling_phi3_v import Phi3VForCausalLM
 from .processing_phi3_v import Phi3VProcessor
 
+MODEL_CODE = ["configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
+
+
+def copy_model_code(folder):
+    """Put this implementation's source files in a checkpoint or IR folder (loaded there through auto_map)."""
+    import shutil
+    from pathlib import Path
+
+    for name in MODEL_CODE:
+        shutil.copy(Path(__file__).with_name(name), Path(folder) / name)
+
 
 def register_auto_classes():
     """Let transformers' Auto classes build this implementation for phi3_v, so no checkpoint code runs."""

@@ -9,10 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from .configuration_phi3_v import CLIP_VIT_L_336, Phi3VConfig
-from .tokenizer import ADDED_TOKENS, build_tokenizer
+from .tokenizer import build_tokenizer, stop_token_ids
 
-HERE = Path(__file__).parent
-REMOTE_CODE = ["configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
 CLIP_REPO = "openai/clip-vit-large-patch14-336"
 CLIP_SNAPSHOT = "ce19dc912ca5cd21c8a653c79e251e7ae4e8a6a0"  # revision name of the cached CLIP config
 
@@ -94,13 +92,13 @@ def write_processor_files(out, tokenizer, num_crops):
         "processor_class": "Phi3VProcessor", "num_img_tokens": 144,
     }
     (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
-    for name in REMOTE_CODE:
-        shutil.copy(HERE / name, out / name)
+    from . import copy_model_code
+
+    copy_model_code(out)
 
 
 def write_generation_config(out, tokenizer):
-    stops = tokenizer.convert_tokens_to_ids(["<|end|>", "<|endoftext|>", "<|assistant|>"])
-    generation = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": stops,
+    generation = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": stop_token_ids(tokenizer),
                   "pad_token_id": tokenizer.pad_token_id}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2))
 
@@ -194,5 +192,3 @@ def make_checkpoint(kind, out, seed=0, layers=None, force=False):
     partial.rename(out)
     return time.perf_counter() - start
 
-
-__all__ = ["make_checkpoint", "make_config", "ensure_clip_config", "ADDED_TOKENS"]

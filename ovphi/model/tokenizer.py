@@ -15,12 +15,19 @@ ADDED_TOKENS = (
     + [f"<|placeholder{i}|>" for i in range(7, 40)]
     + ["<|image|>"]
 )
+STOP_TOKENS = ["<|end|>", "<|endoftext|>", "<|assistant|>"]  # a turn ends here; config.json's eos 2 does not
 SPECIAL_ADDED = {"<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"}
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + '<|end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}"
     "{{- '<|assistant|>\n' -}}{% endif %}"
 )
+
+
+def stop_token_ids(tokenizer):
+    """Ids of the STOP_TOKENS this tokenizer has."""
+    vocab = tokenizer.get_vocab()
+    return [vocab[token] for token in STOP_TOKENS if token in vocab]
 
 
 def train_bpe(base_vocab_size):

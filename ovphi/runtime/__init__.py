@@ -2,8 +2,6 @@
 from .images import read_image
 from .optimum_backend import OptimumVLM
 
-GENERATION_DEFAULTS = {"max_new_tokens": 256, "do_sample": False}
-
 
 def load(model_dir, device="CPU", backend="optimum", performance_hint="LATENCY", cache_dir=None,
          precision=None, kv_cache_precision=None):

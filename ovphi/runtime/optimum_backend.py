@@ -7,12 +7,12 @@ from transformers import AutoProcessor, TextIteratorStreamer
 
 from ..errors import OvphiError
 from ..model import register_auto_classes
+from ..model.tokenizer import stop_token_ids
 from .devices import check_device
 
 IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
             "openvino_vision_embeddings_model.xml", "openvino_vision_projection_model.xml", "config.json",
             "preprocessor_config.json", "tokenizer_config.json"]
-STOP_TOKENS = ["<|end|>", "<|endoftext|>", "<|assistant|>"]
 
 
 class TimedStreamer(TextIteratorStreamer):
@@ -45,8 +45,7 @@ class OptimumVLM:
         register_auto_classes()
         self.model = OVModelForVisualCausalLM.from_pretrained(str(model_dir.resolve()), device=self.device, ov_config=ov_config)
         self.processor = AutoProcessor.from_pretrained(model_dir)
-        vocab = self.processor.tokenizer.get_vocab()
-        self.stop_ids = [vocab[t] for t in STOP_TOKENS if t in vocab]
+        self.stop_ids = stop_token_ids(self.processor.tokenizer)
         self.model.generation_config.eos_token_id = self.stop_ids  # exported configs may say eos 2 only
         self.vision_seconds = 0.0
         encode = self.model.get_vision_embeddings
