@@ -14,7 +14,7 @@ MODEL ?= microsoft/Phi-3.5-vision-instruct
 OUT ?= models/phi-3.5-vision-int4
 DATASET ?= contextual
 
-.PHONY: demo test install convert clean-models
+.PHONY: demo test install convert chat clean-models
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ convert: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# Chat about IMAGE with the folder `make convert` wrote (MODEL_DIR=models/tiny-int4 for the demo model).
+MODEL_DIR ?= $(OUT)
+chat: $(VENV)/.installed
+	$(OVPHI) chat $(MODEL_DIR) --image $(IMAGE)
 
 clean-models:
 	rm -rf models

@@ -7,6 +7,7 @@ COMMANDS = {
     "make-checkpoint": "ovphi.model.checkpoint_cli",
     "convert": "ovphi.convert.cli",
     "ask": "ovphi.runtime.ask",
+    "chat": "ovphi.runtime.chat_cli",
 }
 
 

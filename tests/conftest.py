@@ -7,6 +7,7 @@ for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
 import pytest
 from PIL import Image, ImageDraw
 
+from ovphi.convert import Recipe, convert
 from ovphi.model.checkpoint import make_checkpoint
 
 
@@ -14,6 +15,21 @@ from ovphi.model.checkpoint import make_checkpoint
 def tiny_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     make_checkpoint("tiny", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def int4_ir(tiny_dir, tmp_path_factory):
+    """The default recipe (INT4 AWQ) calibrated on 8 builtin samples."""
+    out = tmp_path_factory.mktemp("ir") / "int4"
+    convert(tiny_dir, out, Recipe(dataset="builtin", num_samples=8))
+    return out
+
+
+@pytest.fixture(scope="session")
+def fp32_ir(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ir") / "fp32"
+    convert(tiny_dir, out, Recipe(weight_format="fp32", awq=False))
     return out
 
 
@@ -33,3 +49,10 @@ def red_image():
 @pytest.fixture(scope="session")
 def blue_image():
     return drawn_image((480, 640), (30, 30, 200), (240, 240, 240))
+
+
+@pytest.fixture(scope="session")
+def square_images():
+    """336x336 pictures: both backends' image preprocessing agree exactly on this size."""
+    return [drawn_image((336, 336), (200, 30, 30), (30, 200, 30)),
+            drawn_image((336, 336), (30, 30, 200), (240, 240, 240))]

@@ -6,15 +6,11 @@ import sys
 
 import pytest
 
-from ovphi.convert import Recipe, convert
-from ovphi.runtime import load, user_message
 
 
 @pytest.fixture(scope="module")
-def ir_dir(tiny_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ask") / "int4"
-    convert(tiny_dir, out, Recipe(dataset="builtin", num_samples=4))
-    return out
+def ir_dir(int4_ir):
+    return int4_ir
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +45,15 @@ def test_json_answer_has_every_field_and_output_file(ir_dir, image_path, tmp_pat
     assert report["device"] == "CPU" and report["backend"] == "optimum"
 
 
-def test_stream_yields_before_generation_ends(ir_dir, red_image):
-    vlm = load(ir_dir)
-    pieces = vlm.stream([user_message("Describe it.", 1)], [red_image], max_new_tokens=24, do_sample=False)
-    first = next(pieces)
-    assert vlm.last_timings is None  # generation is still running when the first piece arrives
-    assert first is not None and "".join(pieces) is not None and vlm.last_timings["answer_tokens"] == 24
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_frames_of_an_animation_are_summarised(ir_dir, tmp_path, red_image, blue_image, backend):
+    frames = [red_image, blue_image] * 3
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:])
+    result = ask(ir_dir, "--frames", tmp_path / "clip.gif", "--max-frames", 3, "--format", "json",
+                 "--max-new-tokens", 4, "--backend", backend)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["task"] == "summary" and report["timings"]["prompt_tokens"] > 3 * 757  # 3 frames, 4 crops
 
 
 @pytest.mark.parametrize("args, message", [
@@ -63,6 +62,9 @@ def test_stream_yields_before_generation_ends(ir_dir, red_image):
     (["--image", "{image}", "--task", "vqa"], "needs --prompt"),
     (["--image", "{image}", "--device", "GPU"], "OpenVINO sees: CPU"),
     (["--image", "ftp://example.com/x.png"], "only http(s)"),
+    (["--image", "{image}", "--prompt", "<|image_2|>\nCompare."], "image tags"),
+    (["--image", "{image}", "--prompt", " "], "--prompt is empty"),
+    (["--image", "{image}", "--backend", "genai", "--num-crops", "16"], "num_crops"),
 ])
 def test_bad_input_fails_in_one_line(ir_dir, image_path, tmp_path, args, message):
     corrupt = tmp_path / "corrupt.png"

@@ -26,16 +26,10 @@ def run_cli(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def int4_awq(tiny_dir, tmp_path_factory):
+    """INT4 AWQ through the command line."""
     out = tmp_path_factory.mktemp("ir") / "int4"
     result = run_cli(tiny_dir, out, "--dataset", "builtin", "--num-samples", 8)
     assert result.returncode == 0, result.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
-def fp32_ir(tiny_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ir") / "fp32"
-    convert(tiny_dir, out, Recipe(weight_format="fp32", awq=False))
     return out
 
 

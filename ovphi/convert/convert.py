@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import OvphiError
 from ..model import copy_model_code, register_auto_classes
-from ..model.tokenizer import stop_token_ids
+from ..model.tokens import stop_token_ids
 from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
 from .stats import ir_stats

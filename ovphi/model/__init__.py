@@ -1,8 +1,7 @@
-"""ovphi's own Phi-3.5-vision (model_type phi3_v) and the builders of its random checkpoints."""
-from .configuration_phi3_v import Phi3VConfig
-from .image_processing_phi3_v import Phi3VImageProcessor
-from .modeling_phi3_v import Phi3VForCausalLM
-from .processing_phi3_v import Phi3VProcessor
+"""ovphi's own Phi-3.5-vision (model_type phi3_v) and the builders of its random checkpoints.
+
+Importing this package loads no torch; the model modules are imported where they are used.
+"""
 
 MODEL_CODE = ["configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
 
@@ -20,6 +19,11 @@ def register_auto_classes():
     """Let transformers' Auto classes build this implementation for phi3_v, so no checkpoint code runs."""
     from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoModelForImageTextToText,
                               AutoProcessor)
+
+    from .configuration_phi3_v import Phi3VConfig
+    from .image_processing_phi3_v import Phi3VImageProcessor
+    from .modeling_phi3_v import Phi3VForCausalLM
+    from .processing_phi3_v import Phi3VProcessor
 
     AutoConfig.register("phi3_v", Phi3VConfig, exist_ok=True)
     for auto_model in (AutoModelForCausalLM, AutoModelForImageTextToText):

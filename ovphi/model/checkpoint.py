@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from .configuration_phi3_v import CLIP_VIT_L_336, Phi3VConfig
-from .tokenizer import build_tokenizer, stop_token_ids
+from .tokenizer import build_tokenizer
+from .tokens import stop_token_ids
 
 CLIP_REPO = "openai/clip-vit-large-patch14-336"
 CLIP_SNAPSHOT = "ce19dc912ca5cd21c8a653c79e251e7ae4e8a6a0"  # revision name of the cached CLIP config

@@ -44,7 +44,7 @@ class Phi3VProcessor(ProcessorMixin):
         ids = self.tokenizer(chunks[0]).input_ids
         for number, chunk in zip(chunks[1::2], chunks[2::2]):
             ids += [-int(number)] * tokens_per_image[int(number) - 1]
-            ids += self.tokenizer(chunk, add_special_tokens=False).input_ids
+            ids += self.tokenizer(chunk).input_ids  # Phi-3-vision starts every text chunk with <s>
         return ids
 
     def batch_decode(self, *args, **kwargs):

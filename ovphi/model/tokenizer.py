@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import LlamaTokenizerFast
+from transformers import AddedToken, LlamaTokenizerFast
 
 CORPUS = Path(__file__).with_name("corpus.txt")
 BASE_SPECIALS = ["<unk>", "<s>", "</s>"]
@@ -15,19 +15,12 @@ ADDED_TOKENS = (
     + [f"<|placeholder{i}|>" for i in range(7, 40)]
     + ["<|image|>"]
 )
-STOP_TOKENS = ["<|end|>", "<|endoftext|>", "<|assistant|>"]  # a turn ends here; config.json's eos 2 does not
-SPECIAL_ADDED = {"<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"}
+KEEP_TRAILING_SPACE = {"<|endoftext|>", "<|system|>", "<|end|>", "<|user|>"}  # the others strip it (rstrip)
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + '<|end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}"
     "{{- '<|assistant|>\n' -}}{% endif %}"
 )
-
-
-def stop_token_ids(tokenizer):
-    """Ids of the STOP_TOKENS this tokenizer has."""
-    vocab = tokenizer.get_vocab()
-    return [vocab[token] for token in STOP_TOKENS if token in vocab]
 
 
 def train_bpe(base_vocab_size):
@@ -63,6 +56,7 @@ def build_tokenizer(base_vocab_size=1024):
         clean_up_tokenization_spaces=False, model_max_length=131072, padding_side="right",
         chat_template=CHAT_TEMPLATE,
     )
-    for token in ADDED_TOKENS:
-        tokenizer.add_tokens([token], special_tokens=token in SPECIAL_ADDED)
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        AddedToken(token, special=True, normalized=False, rstrip=token not in KEEP_TRAILING_SPACE)
+        for token in ADDED_TOKENS]}, replace_additional_special_tokens=False)
     return tokenizer

@@ -1,24 +1,38 @@
-"""Load a phi3_v OpenVINO IR folder and stream answers about images."""
+"""Load a phi3_v OpenVINO IR folder and stream answers about images.
+
+    from ovphi.runtime import load, read_image
+    chat = ChatSession(load("models/tiny-int4"), max_new_tokens=64)
+    for piece in chat.ask("Describe the image.", [read_image("photo.jpg")]):
+        print(piece, end="", flush=True)
+"""
+import os
+from pathlib import Path
+
+from .chat import ChatSession
 from .images import read_image
-from .optimum_backend import OptimumVLM
+
+BACKENDS = ("optimum", "genai")
 
 
-def load(model_dir, device="CPU", backend="optimum", performance_hint="LATENCY", cache_dir=None,
-         precision=None, kv_cache_precision=None):
-    """An answering object for an IR folder. Example: `vlm = load("ir"); print("".join(vlm.stream(msgs, imgs)))`."""
-    if backend != "optimum":
-        raise ValueError(f"backend {backend!r} is not available yet; use 'optimum'")
-    ov_config = {"PERFORMANCE_HINT": performance_hint}
-    if cache_dir:
-        ov_config["CACHE_DIR"] = str(cache_dir)
+def openvino_options(model_dir, performance_hint="LATENCY", cache=True, precision=None, kv_cache_precision=None):
+    """OpenVINO properties: performance hint, compiled-model cache in MODEL_DIR/model_cache, precisions."""
+    options = {"PERFORMANCE_HINT": performance_hint}
+    if cache and os.access(model_dir, os.W_OK):
+        options["CACHE_DIR"] = str(Path(model_dir) / "model_cache")
     if precision:
-        ov_config["INFERENCE_PRECISION_HINT"] = precision
+        options["INFERENCE_PRECISION_HINT"] = precision
     if kv_cache_precision:
-        ov_config["KV_CACHE_PRECISION"] = kv_cache_precision
-    return OptimumVLM(model_dir, device=device, ov_config=ov_config)
+        options["KV_CACHE_PRECISION"] = kv_cache_precision
+    return options
 
 
-def user_message(text, image_count):
-    """The chat message of one user turn, with `<|image_1|>` ... tags in front when images come with it."""
-    tags = "".join(f"<|image_{i}|>\n" for i in range(1, image_count + 1))
-    return {"role": "user", "content": tags + text}
+def load(model_dir, device="CPU", backend="optimum", **options):
+    """The model of an IR folder on a device ('CPU', 'GPU', 'GPU.1', 'AUTO') with backend 'optimum' or
+    'genai'; options go to `openvino_options`. Wrap the result in a ChatSession to talk to it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose {' or '.join(BACKENDS)}")
+    if backend == "genai":
+        from .genai_backend import GenaiVLM as backend_class
+    else:
+        from .optimum_backend import OptimumVLM as backend_class
+    return backend_class(model_dir, device=device, ov_config=openvino_options(model_dir, **options))

@@ -1,85 +1,67 @@
-"""`ovphi ask MODEL_DIR --image IMG --task caption|ocr|vqa`: one answer, streamed as text or returned as JSON."""
+"""`ovphi ask MODEL_DIR --image IMG --task caption|ocr|vqa|summary`: one answer, streamed or as JSON."""
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
 from ..errors import OvphiError
-from . import load, read_image, user_message
+from ..files import write_atomically
+from . import ChatSession, load, read_image
+from .images import read_frames
+from .options import add_generation_options, add_model_options, generation_options, model_options
 
 TASK_PROMPTS = {
     "caption": "Write a one-sentence caption for this image.",
     "ocr": "Read all the text in this image, line by line, exactly as written.",
+    "summary": "These are frames of a video, in order. Summarise what happens.",
 }
 
 
 def setup_arg_parser():
     parser = argparse.ArgumentParser(prog="ovphi ask", description=__doc__)
-    parser.add_argument("model_dir", help="phi3_v OpenVINO IR folder (from `ovphi convert`)")
+    add_model_options(parser)
     parser.add_argument("--image", action="append", default=[], help="path or http(s) URL; repeat for several")
-    parser.add_argument("--task", choices=["caption", "ocr", "vqa"], default="caption")
+    parser.add_argument("--frames", help="a folder of frames or an animated GIF (summarised at num_crops 4)")
+    parser.add_argument("--max-frames", type=int, default=8)
+    parser.add_argument("--task", choices=["caption", "ocr", "vqa", "summary"],
+                        help="built-in prompt (default: caption, or summary with --frames)")
     parser.add_argument("--prompt", help="the question (required for vqa; replaces the built-in prompt)")
     parser.add_argument("--format", choices=["txt", "json"], default="txt")
     parser.add_argument("--output", help="write the answer (txt or json) to this file")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, GPU.N or AUTO")
-    parser.add_argument("--backend", default="optimum", choices=["optimum"])
-    parser.add_argument("--num-crops", type=int, help="HD crops per image (default: the model's, 4)")
-    parser.add_argument("--precision", help="INFERENCE_PRECISION_HINT, e.g. f32 or bf16")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--do-sample", action="store_true")
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--repetition-penalty", type=float)
-    parser.add_argument("--seed", type=int)
+    add_generation_options(parser)
     return parser
 
 
-def generation_options(args):
-    options = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample}
-    for name in ("temperature", "top_p", "top_k", "repetition_penalty"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    return options
-
-
-def write_atomically(path, text):
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text)
-    partial.replace(path)
-
-
 def main(args):
-    if args.task == "vqa" and not args.prompt:
+    task = args.task or ("summary" if args.frames else "caption")
+    if task == "vqa" and not args.prompt:
         raise OvphiError("--task vqa needs --prompt with the question")
     if args.prompt is not None and not args.prompt.strip():
         raise OvphiError("--prompt is empty")
-    if not args.image:
-        raise OvphiError("give at least one --image")
     images = [read_image(source) for source in args.image]
-    if args.seed is not None:
-        import torch
-
-        torch.manual_seed(args.seed)
-    vlm = load(args.model_dir, device=args.device, backend=args.backend, precision=args.precision)
-    messages = [user_message(args.prompt or TASK_PROMPTS[args.task], len(images))]
+    num_crops = args.num_crops
+    if args.frames:
+        images += read_frames(args.frames, args.max_frames)
+        num_crops = num_crops or 4
+    if not images:
+        raise OvphiError("give at least one --image or --frames")
+    vlm = load(args.model_dir, **model_options(args))
+    chat = ChatSession(vlm, num_crops, **generation_options(args))
+    stream_to_terminal = args.format == "txt" and not args.output
     pieces = []
-    for piece in vlm.stream(messages, images, num_crops=args.num_crops, **generation_options(args)):
+    for piece in chat.ask(args.prompt or TASK_PROMPTS[task], images):
         pieces.append(piece)
-        if args.format == "txt" and not args.output:
+        if stream_to_terminal:
             print(piece, end="", flush=True)
     answer = "".join(pieces).strip()
     if args.format == "txt":
         text = answer + "\n"
-        if not args.output:
-            print()
     else:
-        text = json.dumps({"answer": answer, "task": args.task, "model": str(args.model_dir),
-                           "device": vlm.device, "backend": vlm.backend, "images": args.image,
-                           "timings": vlm.last_timings}, indent=2) + "\n"
-        if not args.output:
-            sys.stdout.write(text)
+        text = json.dumps({"answer": answer, "task": task, "model": str(args.model_dir), "device": vlm.device,
+                           "backend": vlm.backend, "images": args.image, "frames": args.frames,
+                           "timings": chat.last_timings.as_dict()}, indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text)
+    elif stream_to_terminal:
+        print()
+    else:
+        sys.stdout.write(text)

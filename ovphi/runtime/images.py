@@ -45,3 +45,33 @@ def _download(url, timeout):
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise OvphiError(f"{url} is larger than {MAX_DOWNLOAD_BYTES >> 20} MB")
     return data
+
+
+def read_frames(source, max_frames=8):
+    """Up to max_frames evenly spaced frames of an animated GIF or of a folder of images (name order)."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
+        if not files:
+            raise OvphiError(f"{source} holds no images")
+        return [read_image(p) for p in evenly_spaced(files, max_frames)]
+    if not path.is_file():
+        raise OvphiError(f"frames source {source} does not exist")
+    try:
+        with Image.open(path) as animation:
+            count = getattr(animation, "n_frames", 1)
+            frames = []
+            for index in evenly_spaced(list(range(count)), max_frames):
+                animation.seek(index)
+                frames.append(animation.convert("RGB"))
+            return frames
+    except (UnidentifiedImageError, OSError, EOFError) as error:
+        raise OvphiError(f"{source} cannot be read as an animation ({type(error).__name__})") from None
+
+
+def evenly_spaced(items, count):
+    if count < 1:
+        raise OvphiError("--max-frames must be at least 1")
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)] if count > 1 else [items[0]]

@@ -1,102 +1,207 @@
-"""Backend `optimum`: OVModelForVisualCausalLM plus the processor, streaming from a worker thread."""
+"""Backend `optimum`: OVModelForVisualCausalLM's four IRs driven turn by turn, streamed from a worker thread.
+
+The language model IR is stateful: its KV cache stays in the infer request between turns. A turn
+prefills only the tokens after the longest prefix the cache already holds (trimming the cache where
+the new prompt departs from it), and encodes only the images that prefix does not cover.
+"""
+import logging
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import openvino as ov
+import torch
 from transformers import AutoProcessor, TextIteratorStreamer
+from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from ..errors import OvphiError
 from ..model import register_auto_classes
-from ..model.tokenizer import stop_token_ids
+from ..model.tokens import stop_token_ids
 from .devices import check_device
+from .ir_folder import check_ir_folder
+from .timings import turn_timings
 
-IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
-            "openvino_vision_embeddings_model.xml", "openvino_vision_projection_model.xml", "config.json",
-            "preprocessor_config.json", "tokenizer_config.json"]
+def common_prefix(a, b):
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+def sampler(do_sample=False, temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0, seed=None):
+    """(logits processors, torch generator or None for greedy) for the usual generation options."""
+    processors = LogitsProcessorList()
+    if repetition_penalty and repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
+    if not do_sample:
+        return processors, None
+    if temperature and temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        processors.append(TopKLogitsWarper(top_k))
+    if top_p and top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p))
+    generator = torch.Generator()
+    generator.manual_seed(seed if seed is not None else int(time.time_ns() % (1 << 31)))
+    return processors, generator
 
 
 class TimedStreamer(TextIteratorStreamer):
     """A text streamer that also records when each generated token arrived."""
 
     def __init__(self, tokenizer):
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        super().__init__(tokenizer, skip_special_tokens=True, timeout=3600)
         self.token_times = []
 
     def put(self, value):
-        if not self.next_tokens_are_prompt:
-            self.token_times.extend([time.perf_counter()] * value.numel())
+        self.token_times.extend([time.perf_counter()] * value.numel())
         super().put(value)
 
 
 class OptimumVLM:
-    """A phi3_v IR folder loaded with optimum-intel; `stream` yields text, `last_timings` says how long it took."""
+    """A phi3_v IR folder loaded with optimum-intel; call `stream_turn` once per user turn."""
 
     backend = "optimum"
 
     def __init__(self, model_dir, device="CPU", ov_config=None):
         started = time.perf_counter()
-        model_dir = Path(model_dir)
-        missing = [name for name in IR_FILES if not (model_dir / name).exists()]
-        if missing:
-            raise OvphiError(f"{model_dir} is not a complete phi3_v IR folder: missing {', '.join(missing)}")
+        check_ir_folder(model_dir, self.backend)
         self.device = check_device(device)
         from optimum.intel import OVModelForVisualCausalLM
 
         register_auto_classes()
-        self.model = OVModelForVisualCausalLM.from_pretrained(str(model_dir.resolve()), device=self.device, ov_config=ov_config)
+        optimum_log = logging.getLogger("optimum")
+        level = optimum_log.level
+        optimum_log.setLevel(logging.ERROR)  # offline, it warns that it could not look the folder up on the hub
+        try:
+            self.model = OVModelForVisualCausalLM.from_pretrained(str(Path(model_dir).resolve()),
+                                                                  device=self.device, ov_config=ov_config)
+        finally:
+            optimum_log.setLevel(level)
         self.processor = AutoProcessor.from_pretrained(model_dir)
-        self.stop_ids = stop_token_ids(self.processor.tokenizer)
-        self.model.generation_config.eos_token_id = self.stop_ids  # exported configs may say eos 2 only
-        self.vision_seconds = 0.0
-        encode = self.model.get_vision_embeddings
-
-        def timed_vision(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return encode(*args, **kwargs)
-            finally:
-                self.vision_seconds += time.perf_counter() - start
-
-        self.model.get_vision_embeddings = timed_vision
+        self.tokenizer = self.processor.tokenizer
+        self.stop_ids = set(stop_token_ids(self.tokenizer))  # exported configs may say eos 2 only
+        self.context = self.model.config.max_position_embeddings
+        self.model.language_model.compile()
+        self.cached_ids = []  # the token ids whose keys and values the language model's state holds
+        self.stop_requested = threading.Event()
         self.load_seconds = time.perf_counter() - started
         self.last_timings = None
+        self.last_answer_ids = []
 
-    def prompt_inputs(self, messages, images, num_crops=None):
-        text = self.processor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = self.processor(text, images or None, num_crops=num_crops)
-        context = self.model.config.max_position_embeddings
-        if inputs["input_ids"].shape[1] >= context:
-            raise OvphiError(f"the prompt has {inputs['input_ids'].shape[1]} tokens; the context holds {context}")
-        return inputs
+    def reset(self):
+        """Forget the conversation: the next turn prefills from the start."""
+        self.cached_ids = []
 
-    def stream(self, messages, images=(), num_crops=None, **generation):
-        """Yield answer text pieces for chat `messages` (with <|image_N|> tags) and their images."""
-        inputs = self.prompt_inputs(messages, list(images), num_crops)
-        streamer = TimedStreamer(self.processor.tokenizer)
-        self.vision_seconds = 0.0
+    def stop(self):
+        """Ask the running turn to end after the current token (the caller keeps what was said)."""
+        self.stop_requested.set()
+
+    def prompt_ids(self, messages, images, num_crops):
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image_inputs = self.processor.image_processor(images, num_crops=num_crops) if images else {}
+        ids = self.processor.expand_image_tags(text, image_inputs.get("num_img_tokens", []))
+        if len(ids) >= self.context:
+            raise OvphiError(f"the prompt has {len(ids)} tokens; the context holds {self.context}")
+        return ids, image_inputs
+
+    def keep_cache(self, length):
+        """Cut the language model's KV state to its first `length` positions."""
+        language = self.model.language_model
+        if length == 0:
+            language.request.reset_state()
+        elif length < len(self.cached_ids):
+            for state in language.request.query_state():
+                kept = np.ascontiguousarray(state.state.data[:, :, :length])
+                state.state = ov.Tensor(kept)
+        language._past_length = length
+        self.cached_ids = self.cached_ids[:length]
+
+    def embed(self, new_ids, image_inputs):
+        """Embeddings of new_ids; images whose tokens lie in new_ids go through the vision IRs."""
+        ids = torch.tensor([new_ids])
+        embeds = torch.from_numpy(self.model.get_text_embeddings(ids.clamp(min=0)))
+        numbers = sorted({-i for i in new_ids if i < 0})
+        vision_seconds = 0.0
+        if numbers:
+            vision_start = time.perf_counter()
+            pixel_values = image_inputs["pixel_values"][[n - 1 for n in numbers]]
+            sizes = image_inputs["image_sizes"][[n - 1 for n in numbers]]
+            features = torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=sizes))
+            embeds[ids < 0] = features.to(embeds.dtype)
+            vision_seconds = time.perf_counter() - vision_start
+        return embeds, vision_seconds
+
+    def forward(self, embeds, total_length):
+        """Run the language model on embeds at positions after the cached ones; returns last logits."""
+        start = len(self.cached_ids)
+        positions = torch.arange(start, total_length)[None]
+        out = self.model.language_model.forward(
+            input_ids=None, inputs_embeds=embeds, attention_mask=torch.ones(1, total_length, dtype=torch.long),
+            position_ids=positions, past_key_values=((),) if start else None)
+        return out.logits[:, -1, :].float()
+
+    def run_turn(self, messages, images, num_crops, streamer, max_new_tokens, generation):
+        """Prefill what the cache lacks, then decode until a stop token; feeds the streamer."""
+        started = time.perf_counter()
+        ids, image_inputs = self.prompt_ids(messages, images, num_crops)
+        reuse = common_prefix(self.cached_ids, ids)
+        reuse = min(reuse, len(ids) - 1)  # at least one token to prefill, for the next logits
+        while reuse and ids[reuse] < 0 and ids[reuse - 1] < 0 and ids[reuse] == ids[reuse - 1]:
+            reuse -= 1  # never split one image's tokens between cache and prefill
+        self.keep_cache(reuse)
+        new_ids = ids[reuse:]
+        embeds, vision_seconds = self.embed(new_ids, image_inputs)
+        logits = self.forward(embeds, len(ids))
+        self.cached_ids = list(ids)
+        processors, generator = sampler(**generation)
+        history = torch.tensor([[max(i, 0) for i in ids]])
+        answer = self.last_answer_ids = []
+        while len(answer) < max_new_tokens and not self.stop_requested.is_set():
+            scores = processors(history, logits)
+            if generator is None:
+                token = int(scores.argmax(-1))
+            else:
+                token = int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
+            answer.append(token)
+            streamer.put(torch.tensor([token]))
+            if token in self.stop_ids or len(self.cached_ids) + 1 >= self.context:
+                break
+            history = torch.cat([history, torch.tensor([[token]])], dim=1)
+            token_embeds = torch.from_numpy(self.model.get_text_embeddings(torch.tensor([[token]])))
+            logits = self.forward(token_embeds, len(self.cached_ids) + 1)
+            self.cached_ids.append(token)
+        return turn_timings(self.load_seconds, vision_seconds, started, streamer.token_times,
+                            prompt_tokens=len(ids), processed_tokens=len(new_ids), answer_ids=answer)
+
+    def stream_turn(self, messages, images=(), num_crops=None, max_new_tokens=256, **generation):
+        """Yield answer text for the conversation `messages` (all turns so far, <|image_N|> tags numbered
+        over the whole conversation) and all its `images`; `last_timings` holds the turn's numbers."""
+        streamer = TimedStreamer(self.tokenizer)
+        self.stop_requested.clear()
+        self.last_timings = None
         failure = []
 
         def work():
             try:
-                self.model.generate(**inputs, streamer=streamer, **generation)
-            except Exception as error:  # surfaced in the caller's thread below
+                self.last_timings = self.run_turn(messages, list(images), num_crops, streamer, max_new_tokens,
+                                                  generation)
+            except Exception as error:  # re-raised in the caller's thread
                 failure.append(error)
+            finally:
                 streamer.end()
 
-        start = time.perf_counter()
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
-        yield from streamer
-        worker.join()
+        try:
+            yield from streamer
+        finally:
+            self.stop_requested.set()
+            worker.join()
         if failure:
+            self.reset()
             raise failure[0]
-        end = time.perf_counter()
-        times = streamer.token_times
-        first = times[0] - start if times else None
-        per_token = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
-        self.last_timings = {
-            "load_s": self.load_seconds, "vision_s": self.vision_seconds, "ttft_s": first,
-            "tpot_s": per_token, "total_s": end - start, "prompt_tokens": int(inputs["input_ids"].shape[1]),
-            "answer_tokens": len(times), "tokens_per_s": (len(times) - 1) / (times[-1] - times[0])
-            if len(times) > 1 and times[-1] > times[0] else None,
-        }

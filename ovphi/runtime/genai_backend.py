@@ -1,0 +1,150 @@
+"""Backend `genai`: openvino_genai.VLMPipeline with a ChatHistory, which keeps the KV cache between
+turns by itself. Needs no torch or transformers at run time."""
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino_genai
+from tokenizers import Tokenizer
+
+from ..errors import OvphiError
+from ..model.tokens import stop_token_ids
+from .devices import check_device
+from .ir_folder import check_ir_folder
+from .timings import TurnTimings
+
+DONE = object()
+
+
+class RecordingStreamer(openvino_genai.StreamerBase):
+    """genai's TextStreamer (incremental detokenization) that also keeps the generated token ids."""
+
+    def __init__(self, tokenizer, on_text):
+        super().__init__()
+        self.token_ids = []
+        self.text = openvino_genai.TextStreamer(tokenizer, on_text)
+
+    def write(self, token):
+        self.token_ids.extend(token if isinstance(token, (list, tuple)) else [token])
+        return self.text.write(token)
+
+    def end(self):
+        self.text.end()
+
+
+def image_tensor(image):
+    """PIL image -> the uint8 (1, H, W, 3) tensor VLMPipeline takes."""
+    return ov.Tensor(np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)[None]))
+
+
+class GenaiVLM:
+    """A phi3_v IR folder in VLMPipeline; call `stream_turn` once per user turn."""
+
+    backend = "genai"
+
+    def __init__(self, model_dir, device="CPU", ov_config=None):
+        started = time.perf_counter()
+        check_ir_folder(model_dir, self.backend)
+        self.device = check_device(device)
+        self.pipe = openvino_genai.VLMPipeline(str(model_dir), self.device, **(ov_config or {}))
+        self.num_crops = json.loads((Path(model_dir) / "preprocessor_config.json").read_text()).get("num_crops")
+        tokenizer_file = Path(model_dir) / "tokenizer.json"
+        self.stop_ids = set(stop_token_ids(Tokenizer.from_file(str(tokenizer_file)))) if tokenizer_file.exists() \
+            else set(self.pipe.get_generation_config().stop_token_ids)
+        self.stop_requested = threading.Event()
+        self.reset()
+        self.load_seconds = time.perf_counter() - started
+        self.last_timings = None
+        self.last_answer_ids = []
+
+    def reset(self):
+        """Forget the conversation: the next turn starts a new ChatHistory."""
+        self.history, self.sent_messages, self.sent_images, self.cached_tokens = None, [], 0, 0
+
+    def stop(self):
+        self.stop_requested.set()
+
+    def generation_config(self, max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                          repetition_penalty=None, seed=None):
+        config = self.pipe.get_generation_config()
+        config.max_new_tokens = max_new_tokens
+        config.do_sample = do_sample
+        config.stop_token_ids = self.stop_ids
+        for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k),
+                            ("repetition_penalty", repetition_penalty), ("rng_seed", seed)):
+            if value is not None:
+                setattr(config, name, value)
+        return config
+
+    def extend_history(self, messages, images):
+        """Append to the ChatHistory what it lacks; start a new one when the conversation changed."""
+        if self.history is None or messages[:len(self.sent_messages)] != self.sent_messages:
+            earlier = " ".join(m["content"] for m in messages[:-1] if m["role"] == "user")
+            if "<|image_" in earlier:
+                raise OvphiError("the genai backend cannot replay a conversation whose earlier turns have images;"
+                                 " use --backend optimum")
+            self.reset()
+            self.history = openvino_genai.ChatHistory()
+        for message in messages[len(self.sent_messages):]:
+            self.history.append(dict(message))
+        self.sent_messages = [dict(m) for m in messages]
+        new_images = list(images[self.sent_images:])
+        self.sent_images = len(images)
+        return new_images
+
+    def stream_turn(self, messages, images=(), num_crops=None, max_new_tokens=256, **generation):
+        """Yield answer text for the conversation `messages` and all its `images` (see OptimumVLM)."""
+        if num_crops not in (None, self.num_crops):
+            raise OvphiError(f"the genai backend uses the folder's num_crops ({self.num_crops}, in"
+                             " preprocessor_config.json); use --backend optimum for another value")
+        new_images = self.extend_history(messages, list(images))
+        config = self.generation_config(max_new_tokens, **generation)
+        pieces, results, failure = queue.Queue(), [], []
+        self.stop_requested.clear()
+        self.last_timings = None
+
+        def on_text(text):
+            pieces.put(text)
+            stop = self.stop_requested.is_set()
+            return openvino_genai.StreamingStatus.STOP if stop else openvino_genai.StreamingStatus.RUNNING
+
+        streamer = RecordingStreamer(self.pipe.get_tokenizer(), on_text)
+
+        def work():
+            try:
+                results.append(self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
+                                                  generation_config=config, streamer=streamer))
+            except Exception as error:  # re-raised in the caller's thread
+                failure.append(error)
+            finally:
+                pieces.put(DONE)
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        try:
+            while (piece := pieces.get()) is not DONE:
+                yield piece
+        finally:
+            self.stop_requested.set()
+            worker.join()
+        if failure:
+            self.reset()
+            raise failure[0]
+        self.last_answer_ids = streamer.token_ids
+        self.last_timings = self.timings(results[0].perf_metrics)
+
+    def timings(self, metrics):
+        """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached."""
+        prompt = metrics.get_num_input_tokens()
+        answer = metrics.get_num_generated_tokens()
+        processed = prompt - self.cached_tokens if 0 < self.cached_tokens <= prompt else prompt
+        self.cached_tokens = prompt + answer
+        tpot = metrics.get_tpot().mean / 1000 if answer > 1 else None
+        return TurnTimings(load_s=self.load_seconds, vision_s=metrics.get_vision_encoding_duration().mean / 1000,
+                           ttft_s=metrics.get_ttft().mean / 1000, tpot_s=tpot,
+                           total_s=metrics.get_generate_duration().mean / 1000, prompt_tokens=prompt,
+                           processed_tokens=processed, answer_tokens=answer)

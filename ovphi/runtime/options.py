@@ -1,0 +1,38 @@
+"""Command-line options shared by `ovphi ask`, `ovphi chat` and `ovphi bench`: model, device, generation."""
+from . import BACKENDS
+
+
+def add_model_options(parser):
+    parser.add_argument("model_dir", help="phi3_v OpenVINO IR folder (from `ovphi convert`)")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, GPU.N or AUTO")
+    parser.add_argument("--backend", default="optimum", choices=BACKENDS)
+    parser.add_argument("--num-crops", type=int, help="HD crops per image (default: the folder's, 4)")
+    parser.add_argument("--precision", help="INFERENCE_PRECISION_HINT, e.g. f32 or bf16")
+    parser.add_argument("--kv-cache-precision", help="KV_CACHE_PRECISION, e.g. u8, f16")
+    parser.add_argument("--performance-hint", default="LATENCY", help="LATENCY or THROUGHPUT")
+    parser.add_argument("--no-cache", action="store_true", help="do not keep compiled models in MODEL_DIR/model_cache")
+
+
+def add_generation_options(parser, max_new_tokens=256):
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--do-sample", action="store_true")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--top-p", type=float)
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--repetition-penalty", type=float)
+    parser.add_argument("--seed", type=int)
+
+
+def model_options(args):
+    """Keyword arguments of runtime.load from parsed options."""
+    return dict(device=args.device, backend=args.backend, performance_hint=args.performance_hint,
+                cache=not args.no_cache, precision=args.precision, kv_cache_precision=args.kv_cache_precision)
+
+
+def generation_options(args):
+    """Keyword arguments of a turn from parsed options (unset ones are left to the backend)."""
+    options = {"max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample}
+    for name in ("temperature", "top_p", "top_k", "repetition_penalty", "seed"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options

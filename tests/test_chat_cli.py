@@ -1,0 +1,73 @@
+"""`ovphi chat` driven through a pseudo-terminal, as a person would use it."""
+import json
+import os
+import sys
+
+import pexpect
+import pytest
+
+PROMPT = "you> "
+
+
+@pytest.fixture
+def chat(int4_ir, tmp_path, red_image):
+    red_image.save(tmp_path / "red.png")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
+                                           "--max-new-tokens", "16"], env=env, encoding="utf-8", timeout=120,
+                          cwd=str(tmp_path))
+    child.expect(PROMPT)
+    yield child
+    child.close(force=True)
+
+
+def ask(child, text):
+    child.sendline(text)
+    child.expect(PROMPT)
+    return child.before
+
+
+def test_two_turns_image_reset_and_save(chat, tmp_path):
+    first = ask(chat, "Describe the image.")
+    assert "assistant> " in first
+    assert "attached" in ask(chat, f"/image {tmp_path / 'red.png'}")
+    assert "assistant> " in ask(chat, "And this one?")
+    assert "saved" in ask(chat, "/save conversation.json")
+    saved = json.loads((tmp_path / "conversation.json").read_text())
+    roles = [m["role"] for m in saved["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert saved["messages"][2]["content"].startswith("<|image_2|>")
+    assert "new conversation" in ask(chat, "/reset")
+    assert "error: the prompt is empty" in ask(chat, "   ")
+    assert "unknown command" in ask(chat, "/nope")
+    assert "error: image" in ask(chat, "/image missing.png")  # the chat survives its own errors
+    assert "/save FILE" in ask(chat, "/help")
+    chat.sendline("/quit")
+    chat.expect(pexpect.EOF)
+
+
+def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(int4_ir, tmp_path, red_image):
+    red_image.save(tmp_path / "red.png")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
+                                           "--max-new-tokens", "100000", "--repetition-penalty", "1.0"],
+                          env=env, encoding="utf-8", timeout=120, cwd=str(tmp_path))
+    child.expect(PROMPT)
+    child.sendline("Describe the image at length.")
+    child.expect("assistant> ")
+    child.expect(r"\S")  # some of the answer has been written
+    child.sendintr()
+    child.expect(r"\[stopped\]")
+    child.expect(PROMPT)
+    child.sendline("/save c.json")
+    child.expect(PROMPT)
+    messages = json.loads((tmp_path / "c.json").read_text())["messages"]
+    assert messages[-1]["role"] == "assistant" and messages[-1]["content"]
+    child.sendline("Another question?")  # the chat goes on; this answer is stopped too
+    child.expect("assistant> ")
+    child.expect(r"\S")
+    child.sendintr()
+    child.expect(r"\[stopped\]")
+    child.expect(PROMPT)
+    child.sendeof()
+    child.expect(pexpect.EOF)
