@@ -14,7 +14,7 @@ MODEL ?= microsoft/Phi-3.5-vision-instruct
 OUT ?= models/phi-3.5-vision-int4
 DATASET ?= contextual
 
-.PHONY: demo test install convert chat clean-models
+.PHONY: demo test install convert chat bench clean-models
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: $(VENV)/.installed
 MODEL_DIR ?= $(OUT)
 chat: $(VENV)/.installed
 	$(OVPHI) chat $(MODEL_DIR) --image $(IMAGE)
+
+# Latency of the demo IR, both backends (the full-size report: benchmarks/README.md).
+bench: $(TINY_IR)/ovphi_manifest.json
+	$(OVPHI) bench $(TINY_IR) --out reports/bench-tiny
 
 clean-models:
 	rm -rf models

@@ -8,6 +8,7 @@ COMMANDS = {
     "convert": "ovphi.convert.cli",
     "ask": "ovphi.runtime.ask",
     "chat": "ovphi.runtime.chat_cli",
+    "bench": "ovphi.bench",
 }
 
 

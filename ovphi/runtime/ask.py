@@ -5,6 +5,7 @@ import sys
 
 from ..errors import OvphiError
 from ..files import write_atomically
+from ..resources import peak_rss_bytes
 from . import ChatSession, load, read_image
 from .images import read_frames
 from .options import add_generation_options, add_model_options, generation_options, model_options
@@ -58,7 +59,8 @@ def main(args):
     else:
         text = json.dumps({"answer": answer, "task": task, "model": str(args.model_dir), "device": vlm.device,
                            "backend": vlm.backend, "images": args.image, "frames": args.frames,
-                           "timings": chat.last_timings.as_dict()}, indent=2) + "\n"
+                           "timings": chat.last_timings.as_dict(), "peak_rss_bytes": peak_rss_bytes()},
+                          indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text)
     elif stream_to_terminal:

@@ -69,11 +69,12 @@ class GenaiVLM:
         self.stop_requested.set()
 
     def generation_config(self, max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-                          repetition_penalty=None, seed=None):
+                          repetition_penalty=None, seed=None, ignore_eos=False):
         config = self.pipe.get_generation_config()
         config.max_new_tokens = max_new_tokens
         config.do_sample = do_sample
-        config.stop_token_ids = self.stop_ids
+        config.stop_token_ids = set() if ignore_eos else self.stop_ids
+        config.ignore_eos = ignore_eos
         for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k),
                             ("repetition_penalty", repetition_penalty), ("rng_seed", seed)):
             if value is not None:

@@ -146,6 +146,7 @@ class OptimumVLM:
         return out.logits[:, -1, :].float()
 
     def run_turn(self, messages, images, num_crops, streamer, max_new_tokens, generation):
+        generation = dict(generation)
         """Prefill what the cache lacks, then decode until a stop token; feeds the streamer."""
         started = time.perf_counter()
         ids, image_inputs = self.prompt_ids(messages, images, num_crops)
@@ -158,6 +159,7 @@ class OptimumVLM:
         embeds, vision_seconds = self.embed(new_ids, image_inputs)
         logits = self.forward(embeds, len(ids))
         self.cached_ids = list(ids)
+        ignore_eos = generation.pop("ignore_eos", False)  # benchmarks want a fixed number of tokens
         processors, generator = sampler(**generation)
         history = torch.tensor([[max(i, 0) for i in ids]])
         answer = self.last_answer_ids = []
@@ -169,7 +171,7 @@ class OptimumVLM:
                 token = int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
             answer.append(token)
             streamer.put(torch.tensor([token]))
-            if token in self.stop_ids or len(self.cached_ids) + 1 >= self.context:
+            if (token in self.stop_ids and not ignore_eos) or len(self.cached_ids) + 1 >= self.context:
                 break
             history = torch.cat([history, torch.tensor([[token]])], dim=1)
             token_embeds = torch.from_numpy(self.model.get_text_embeddings(torch.tensor([[token]])))

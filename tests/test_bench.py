@@ -1,0 +1,35 @@
+"""`ovphi bench` end to end on the tiny INT4 IR with one run: the report's fields, units and plot."""
+import json
+import os
+import subprocess
+import sys
+
+
+def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
+    out = tmp_path / "report"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-m", "ovphi", "bench", str(int4_ir), "--out", str(out), "--runs", "1",
+                             "--max-new-tokens", "6"], capture_output=True, text=True, env=env, timeout=900,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["openvino"]
+    assert [(v["backend"], v["weights"]) for v in report["variants"]] == [("optimum", "int4"), ("genai", "int4")]
+    for variant in report["variants"]:
+        assert 0 < variant["load_cached_s"] and 0 < variant["load_cold_s"] and variant["peak_rss_bytes"] > 1e8
+        one_image = variant["scenarios"]["image_nc4"]
+        assert one_image["prompt_tokens"]["median"] > 757
+        assert 0 < one_image["vision_s"]["median"] <= one_image["ttft_s"]["median"] < 60  # seconds, not ms
+        assert 0 < one_image["tpot_s"]["median"] < 1
+        second = variant["scenarios"]["second_turn"]
+        assert second["processed_tokens"]["median"] < second["prompt_tokens"]["median"]
+    assert report["variants"][1]["scenarios"]["image_nc16"] is None  # genai: num_crops from the folder
+    assert "| variant | backend |" in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder left
+
+
+def test_bad_scenario_is_one_line(int4_ir, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ovphi", "bench", str(int4_ir), "--out", str(tmp_path / "r"),
+                             "--scenario", "nope"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "unknown scenario nope" in result.stderr
