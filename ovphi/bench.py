@@ -7,6 +7,7 @@ variant (`ovphi ask`), since measuring memory disturbs timing. Writes report.jso
 report.png into OUT, atomically (a folder written beside OUT, then renamed).
 """
 import argparse
+import gc
 import json
 import os
 import platform
@@ -60,7 +61,9 @@ def summarise(values):
 def measure_load(ir_dir, backend, device):
     """Load seconds without the compiled-model cache, and with it once it has been filled."""
     cold = load(ir_dir, device=device, backend=backend, cache=False).load_seconds
+    gc.collect()  # optimum's model objects hold reference cycles: free each load before the next
     load(ir_dir, device=device, backend=backend, cache=True)  # fills IR_DIR/model_cache
+    gc.collect()
     vlm = load(ir_dir, device=device, backend=backend, cache=True)
     return vlm, cold, vlm.load_seconds
 
@@ -176,6 +179,7 @@ def bench(ir_dirs, out, backends=("optimum", "genai"), device="CPU", scenarios=S
     for ir_dir in ir_dirs:
         for backend in backends:
             variants.append(bench_variant(ir_dir, backend, device, scenarios, runs, max_new_tokens, pictures, log))
+            gc.collect()
     report = {"machine": machine_facts(), "runs": runs, "max_new_tokens": max_new_tokens,
               "date": time.strftime("%Y-%m-%d %H:%M"), "units": "seconds, bytes, tokens per second",
               "variants": variants}

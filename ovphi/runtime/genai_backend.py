@@ -3,7 +3,6 @@ turns by itself. Needs no torch or transformers at run time."""
 import json
 import queue
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,7 @@ from tokenizers import Tokenizer
 
 from ..errors import OvphiError
 from ..model.tokens import stop_token_ids
-from .devices import check_device
-from .ir_folder import check_ir_folder
+from .backend import Backend
 from .timings import TurnTimings
 
 DONE = object()
@@ -41,32 +39,21 @@ def image_tensor(image):
     return ov.Tensor(np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)[None]))
 
 
-class GenaiVLM:
+class GenaiVLM(Backend):
     """A phi3_v IR folder in VLMPipeline; call `stream_turn` once per user turn."""
 
     backend = "genai"
 
-    def __init__(self, model_dir, device="CPU", ov_config=None):
-        started = time.perf_counter()
-        check_ir_folder(model_dir, self.backend)
-        self.device = check_device(device)
+    def load_model(self, model_dir, ov_config):
         self.pipe = openvino_genai.VLMPipeline(str(model_dir), self.device, **(ov_config or {}))
         self.num_crops = json.loads((Path(model_dir) / "preprocessor_config.json").read_text()).get("num_crops")
         tokenizer_file = Path(model_dir) / "tokenizer.json"
         self.stop_ids = set(stop_token_ids(Tokenizer.from_file(str(tokenizer_file)))) if tokenizer_file.exists() \
             else set(self.pipe.get_generation_config().stop_token_ids)
-        self.stop_requested = threading.Event()
-        self.reset()
-        self.load_seconds = time.perf_counter() - started
-        self.last_timings = None
-        self.last_answer_ids = []
 
     def reset(self):
         """Forget the conversation: the next turn starts a new ChatHistory."""
         self.history, self.sent_messages, self.sent_images, self.cached_tokens = None, [], 0, 0
-
-    def stop(self):
-        self.stop_requested.set()
 
     def generation_config(self, max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
                           repetition_penalty=None, seed=None, ignore_eos=False):

@@ -19,8 +19,7 @@ from transformers.generation.logits_process import (LogitsProcessorList, Repetit
 from ..errors import OvphiError
 from ..model import register_auto_classes
 from ..model.tokens import stop_token_ids
-from .devices import check_device
-from .ir_folder import check_ir_folder
+from .backend import Backend
 from .timings import turn_timings
 
 def common_prefix(a, b):
@@ -62,15 +61,12 @@ class TimedStreamer(TextIteratorStreamer):
         super().put(value)
 
 
-class OptimumVLM:
+class OptimumVLM(Backend):
     """A phi3_v IR folder loaded with optimum-intel; call `stream_turn` once per user turn."""
 
     backend = "optimum"
 
-    def __init__(self, model_dir, device="CPU", ov_config=None):
-        started = time.perf_counter()
-        check_ir_folder(model_dir, self.backend)
-        self.device = check_device(device)
+    def load_model(self, model_dir, ov_config):
         from optimum.intel import OVModelForVisualCausalLM
 
         register_auto_classes()
@@ -87,19 +83,10 @@ class OptimumVLM:
         self.stop_ids = set(stop_token_ids(self.tokenizer))  # exported configs may say eos 2 only
         self.context = self.model.config.max_position_embeddings
         self.model.language_model.compile()
-        self.cached_ids = []  # the token ids whose keys and values the language model's state holds
-        self.stop_requested = threading.Event()
-        self.load_seconds = time.perf_counter() - started
-        self.last_timings = None
-        self.last_answer_ids = []
 
     def reset(self):
         """Forget the conversation: the next turn prefills from the start."""
-        self.cached_ids = []
-
-    def stop(self):
-        """Ask the running turn to end after the current token (the caller keeps what was said)."""
-        self.stop_requested.set()
+        self.cached_ids = []  # the token ids whose keys and values the language model's state holds
 
     def prompt_ids(self, messages, images, num_crops):
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
