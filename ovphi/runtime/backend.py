@@ -22,6 +22,34 @@ class Backend:
         self.reset()
         self.load_seconds = time.perf_counter() - started
 
+    def streamed(self, work, pieces, close):
+        """Yield from `pieces` while work() runs on a worker thread (close() ends `pieces` when it is done).
+        An early stop by the caller stops and joins the worker; work's error is re-raised after a reset.
+        Returns work's result (use `result = yield from self.streamed(...)`)."""
+        self.stop_requested.clear()
+        self.last_timings = None
+        outcome = {}
+
+        def target():
+            try:
+                outcome["result"] = work()
+            except Exception as error:  # re-raised in the caller's thread
+                outcome["error"] = error
+            finally:
+                close()
+
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        try:
+            yield from pieces
+        finally:
+            self.stop_requested.set()
+            worker.join()
+        if "error" in outcome:
+            self.reset()
+            raise outcome["error"]
+        return outcome["result"]
+
     def stop(self):
         """Ask the running turn to end after the current token (the caller keeps what was said)."""
         self.stop_requested.set()

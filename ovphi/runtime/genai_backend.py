@@ -2,7 +2,6 @@
 turns by itself. Needs no torch or transformers at run time."""
 import json
 import queue
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +90,7 @@ class GenaiVLM(Backend):
                              " preprocessor_config.json); use --backend optimum for another value")
         new_images = self.extend_history(messages, list(images))
         config = self.generation_config(max_new_tokens, **generation)
-        pieces, results, failure = queue.Queue(), [], []
-        self.stop_requested.clear()
-        self.last_timings = None
+        pieces = queue.Queue()
 
         def on_text(text):
             pieces.put(text)
@@ -103,27 +100,12 @@ class GenaiVLM(Backend):
         streamer = RecordingStreamer(self.pipe.get_tokenizer(), on_text)
 
         def work():
-            try:
-                results.append(self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
-                                                  generation_config=config, streamer=streamer))
-            except Exception as error:  # re-raised in the caller's thread
-                failure.append(error)
-            finally:
-                pieces.put(DONE)
+            return self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
+                                      generation_config=config, streamer=streamer)
 
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        try:
-            while (piece := pieces.get()) is not DONE:
-                yield piece
-        finally:
-            self.stop_requested.set()
-            worker.join()
-        if failure:
-            self.reset()
-            raise failure[0]
+        result = yield from self.streamed(work, iter(pieces.get, DONE), lambda: pieces.put(DONE))
         self.last_answer_ids = streamer.token_ids
-        self.last_timings = self.timings(results[0].perf_metrics)
+        self.last_timings = self.timings(result.perf_metrics)
 
     def timings(self, metrics):
         """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached."""

@@ -5,7 +5,6 @@ prefills only the tokens after the longest prefix the cache already holds (trimm
 the new prompt departs from it), and encodes only the images that prefix does not cover.
 """
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -171,26 +170,5 @@ class OptimumVLM(Backend):
         """Yield answer text for the conversation `messages` (all turns so far, <|image_N|> tags numbered
         over the whole conversation) and all its `images`; `last_timings` holds the turn's numbers."""
         streamer = TimedStreamer(self.tokenizer)
-        self.stop_requested.clear()
-        self.last_timings = None
-        failure = []
-
-        def work():
-            try:
-                self.last_timings = self.run_turn(messages, list(images), num_crops, streamer, max_new_tokens,
-                                                  generation)
-            except Exception as error:  # re-raised in the caller's thread
-                failure.append(error)
-            finally:
-                streamer.end()
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        try:
-            yield from streamer
-        finally:
-            self.stop_requested.set()
-            worker.join()
-        if failure:
-            self.reset()
-            raise failure[0]
+        work = lambda: self.run_turn(messages, list(images), num_crops, streamer, max_new_tokens, generation)  # noqa: E731
+        self.last_timings = yield from self.streamed(work, streamer, streamer.end)
