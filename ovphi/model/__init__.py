@@ -28,5 +28,5 @@ def register_auto_classes():
     AutoConfig.register("phi3_v", Phi3VConfig, exist_ok=True)
     for auto_model in (AutoModelForCausalLM, AutoModelForImageTextToText):
         auto_model.register(Phi3VConfig, Phi3VForCausalLM, exist_ok=True)
-    AutoImageProcessor.register(Phi3VConfig, Phi3VImageProcessor, exist_ok=True)
+    AutoImageProcessor.register(Phi3VConfig, slow_image_processor_class=Phi3VImageProcessor, exist_ok=True)
     AutoProcessor.register(Phi3VConfig, Phi3VProcessor, exist_ok=True)

@@ -13,7 +13,7 @@ class Backend:
 
     def __init__(self, model_dir, device="CPU", ov_config=None):
         started = time.perf_counter()
-        check_ir_folder(model_dir, self.backend)
+        self.check_folder(model_dir)
         self.device = check_device(device)
         self.stop_requested = threading.Event()
         self.last_timings = None
@@ -21,6 +21,9 @@ class Backend:
         self.load_model(model_dir, ov_config)
         self.reset()
         self.load_seconds = time.perf_counter() - started
+
+    def check_folder(self, model_dir):
+        check_ir_folder(model_dir, self.backend)
 
     def streamed(self, work, pieces, close):
         """Yield from `pieces` while work() runs on a worker thread (close() ends `pieces` when it is done).

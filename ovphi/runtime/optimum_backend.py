@@ -8,7 +8,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import openvino as ov
 import torch
 from transformers import AutoProcessor, TextIteratorStreamer
@@ -77,19 +76,33 @@ class OptimumVLM(Backend):
                                                                   device=self.device, ov_config=ov_config)
         finally:
             optimum_log.setLevel(level)
+        self.load_processor(model_dir)
+        self.model.language_model.compile()
+
+    def load_processor(self, model_dir):
         self.processor = AutoProcessor.from_pretrained(model_dir)
         self.tokenizer = self.processor.tokenizer
         self.stop_ids = set(stop_token_ids(self.tokenizer))  # exported configs may say eos 2 only
         self.context = self.model.config.max_position_embeddings
-        self.model.language_model.compile()
 
     def reset(self):
         """Forget the conversation: the next turn prefills from the start."""
         self.cached_ids = []  # the token ids whose keys and values the language model's state holds
+        self.processed_images = ([], None, {})
+
+    def image_inputs(self, images, num_crops):
+        """The image processor's output for these images, kept while the conversation's images stay the same."""
+        kept_images, kept_crops, kept_inputs = self.processed_images
+        if len(kept_images) == len(images) and kept_crops == num_crops and all(
+                a is b for a, b in zip(kept_images, images)):
+            return kept_inputs
+        inputs = self.processor.image_processor(images, num_crops=num_crops) if images else {}
+        self.processed_images = (list(images), num_crops, inputs)
+        return inputs
 
     def prompt_ids(self, messages, images, num_crops):
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        image_inputs = self.processor.image_processor(images, num_crops=num_crops) if images else {}
+        image_inputs = self.image_inputs(images, num_crops)
         ids = self.processor.expand_image_tags(text, image_inputs.get("num_img_tokens", []))
         if len(ids) >= self.context:
             raise OvphiError(f"the prompt has {len(ids)} tokens; the context holds {self.context}")
@@ -101,50 +114,74 @@ class OptimumVLM(Backend):
         if length == 0:
             language.request.reset_state()
         elif length < len(self.cached_ids):
-            for state in language.request.query_state():
-                kept = np.ascontiguousarray(state.state.data[:, :, :length])
-                state.state = ov.Tensor(kept)
+            for state in language.request.query_state():  # (batch, heads, positions, head size)
+                old = state.state
+                end = list(old.shape)
+                end[2] = length
+                kept = ov.Tensor(old.element_type, end)
+                ov.Tensor(old, [0] * len(end), end).copy_to(kept)  # a strided copy in C++, not through numpy
+                state.state = kept
         language._past_length = length
         self.cached_ids = self.cached_ids[:length]
 
+    def text_embeds(self, ids):
+        return torch.from_numpy(self.model.get_text_embeddings(ids.clamp(min=0)))
+
+    def image_features(self, pixel_values, image_sizes):
+        return torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=image_sizes))
+
     def embed(self, new_ids, image_inputs):
-        """Embeddings of new_ids; images whose tokens lie in new_ids go through the vision IRs."""
+        """Embeddings of new_ids; images whose tokens lie in new_ids go through the vision encoder."""
         ids = torch.tensor([new_ids])
-        embeds = torch.from_numpy(self.model.get_text_embeddings(ids.clamp(min=0)))
+        embeds = self.text_embeds(ids)
         numbers = sorted({-i for i in new_ids if i < 0})
         vision_seconds = 0.0
         if numbers:
             vision_start = time.perf_counter()
             pixel_values = image_inputs["pixel_values"][[n - 1 for n in numbers]]
             sizes = image_inputs["image_sizes"][[n - 1 for n in numbers]]
-            features = torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=sizes))
-            embeds[ids < 0] = features.to(embeds.dtype)
+            embeds[ids < 0] = self.image_features(pixel_values, sizes).to(embeds.dtype)
             vision_seconds = time.perf_counter() - vision_start
         return embeds, vision_seconds
 
     def forward(self, embeds, total_length):
-        """Run the language model on embeds at positions after the cached ones; returns last logits."""
+        """Run the language model on embeds at the positions after the cached ones; returns the logits
+        (positions, vocabulary) the model computed."""
         start = len(self.cached_ids)
         positions = torch.arange(start, total_length)[None]
         out = self.model.language_model.forward(
             input_ids=None, inputs_embeds=embeds, attention_mask=torch.ones(1, total_length, dtype=torch.long),
             position_ids=positions, past_key_values=((),) if start else None)
-        return out.logits[:, -1, :].float()
+        return out.logits[0].float()
 
-    def run_turn(self, messages, images, num_crops, streamer, max_new_tokens, generation):
-        generation = dict(generation)
-        """Prefill what the cache lacks, then decode until a stop token; feeds the streamer."""
-        started = time.perf_counter()
-        ids, image_inputs = self.prompt_ids(messages, images, num_crops)
+    def prefill(self, ids, image_inputs):
+        """Bring the cache to `ids`, computing only what it lacks; (logits of the new positions, new count,
+        vision seconds)."""
         reuse = common_prefix(self.cached_ids, ids)
         reuse = min(reuse, len(ids) - 1)  # at least one token to prefill, for the next logits
         while reuse and ids[reuse] < 0 and ids[reuse - 1] < 0 and ids[reuse] == ids[reuse - 1]:
             reuse -= 1  # never split one image's tokens between cache and prefill
         self.keep_cache(reuse)
-        new_ids = ids[reuse:]
-        embeds, vision_seconds = self.embed(new_ids, image_inputs)
+        embeds, vision_seconds = self.embed(ids[reuse:], image_inputs)
         logits = self.forward(embeds, len(ids))
         self.cached_ids = list(ids)
+        return logits, len(ids) - reuse, vision_seconds
+
+    def score(self, messages, images, answer_ids, num_crops=None):
+        """Teacher forcing: the logits (len(answer_ids), vocabulary) the model gives each token of
+        answer_ids after the conversation `messages`."""
+        ids, image_inputs = self.prompt_ids(messages, images, num_crops)
+        self.reset()
+        logits, _, _ = self.prefill(ids + list(answer_ids), image_inputs)
+        return logits[len(ids) - 1:len(ids) - 1 + len(answer_ids)]
+
+    def run_turn(self, messages, images, num_crops, streamer, max_new_tokens, generation):
+        """Prefill what the cache lacks, then decode until a stop token; feeds the streamer."""
+        generation = dict(generation)
+        started = time.perf_counter()
+        ids, image_inputs = self.prompt_ids(messages, images, num_crops)
+        logits, processed, vision_seconds = self.prefill(ids, image_inputs)
+        logits = logits[-1:]
         ignore_eos = generation.pop("ignore_eos", False)  # benchmarks want a fixed number of tokens
         processors, generator = sampler(**generation)
         history = torch.tensor([[max(i, 0) for i in ids]])
@@ -160,11 +197,10 @@ class OptimumVLM(Backend):
             if (token in self.stop_ids and not ignore_eos) or len(self.cached_ids) + 1 >= self.context:
                 break
             history = torch.cat([history, torch.tensor([[token]])], dim=1)
-            token_embeds = torch.from_numpy(self.model.get_text_embeddings(torch.tensor([[token]])))
-            logits = self.forward(token_embeds, len(self.cached_ids) + 1)
+            logits = self.forward(self.text_embeds(torch.tensor([[token]])), len(self.cached_ids) + 1)
             self.cached_ids.append(token)
         return turn_timings(self.load_seconds, vision_seconds, started, streamer.token_times,
-                            prompt_tokens=len(ids), processed_tokens=len(new_ids), answer_ids=answer)
+                            prompt_tokens=len(ids), processed_tokens=processed, answer_ids=answer)
 
     def stream_turn(self, messages, images=(), num_crops=None, max_new_tokens=256, **generation):
         """Yield answer text for the conversation `messages` (all turns so far, <|image_N|> tags numbered
