@@ -18,6 +18,7 @@ from ..model import copy_model_code, register_auto_classes
 from ..model.tokens import stop_token_ids
 from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
+from .rope import restore_rope_tables
 from .stats import ir_stats
 
 DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
@@ -203,6 +204,9 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                  f"{', AWQ on %d samples' % recipe.num_samples if recipe.data_aware else ''})", started)
             compress(work / "export", work / "ir", recipe, calibration)
             ir_dir = work / "ir"
+        restored = 0
+        if recipe.weight_format != "fp32" and not trust_remote_code:
+            restored = restore_rope_tables(ir_dir, config)
         step(total, total, "measuring the IR and writing the manifest", started)
         manifest = {
             "source": {"model": model, "path": str(source), "revision": revision,
@@ -213,6 +217,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 "source": calibration.source, "sample_ids": [s.sample_id for s in calibration.samples],
                 "skipped": calibration.skipped},
             "stop_token_ids": stop_ids,
+            "rope_tables_restored_to_f32": restored,
             "parts": ir_stats(ir_dir),
             "versions": package_versions(),
             "wall_seconds": round(time.perf_counter() - started, 1),
