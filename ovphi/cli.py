@@ -9,6 +9,7 @@ COMMANDS = {
     "ask": "ovphi.runtime.ask",
     "chat": "ovphi.runtime.chat_cli",
     "bench": "ovphi.bench",
+    "eval": "ovphi.evaluation.evaluate",
 }
 
 

@@ -33,6 +33,13 @@ def fp32_ir(tiny_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def fp16_ir(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ir") / "fp16"
+    convert(tiny_dir, out, Recipe(weight_format="fp16", awq=False))
+    return out
+
+
 def drawn_image(size, background, shape_colour):
     """A plain picture: one ellipse on a coloured background."""
     image = Image.new("RGB", size, background)

@@ -1,8 +1,9 @@
-"""Draw the `builtin` calibration set: 36 synthetic images (documents, charts, tables, diagrams, scenes)
-with instructions in the spirit of `contextual` (describe, read, compare, reason).
+"""Draw the `builtin` sets: calibration, 36 synthetic images (documents, charts, tables, diagrams,
+scenes) with instructions in the spirit of `contextual` (describe, read, compare, reason); and
+evaluation, 12 other images of the same kinds (other seeds) with caption, OCR and VQA prompts.
 
-Run `python -m ovphi.calibration.make_builtin` to redraw `builtin/`; the output is deterministic
-(fixed seeds, PIL's default bitmap font), so the committed files can be checked against it.
+Run `python -m ovphi.calibration.make_builtin` to redraw both; the output is deterministic (fixed
+seeds, PIL's default bitmap font), so the committed files can be checked against it.
 """
 import json
 import random
@@ -11,6 +12,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 OUT = Path(__file__).with_name("builtin")
+EVAL_OUT = Path(__file__).parent.parent / "evaluation" / "builtin"
+EVAL_PROMPTS = {"caption": "Describe this image in one sentence.", "ocr": "Read all the text in this image."}
 WORDS = ("coffee bread milk tea rice apples paper pens soap juice eggs butter cheese salt honey lamp "
          "chair table window river station school market bridge garden").split()
 PALETTE = [(220, 60, 60), (60, 140, 220), (60, 180, 90), (240, 180, 40), (150, 80, 200), (40, 40, 40)]
@@ -105,19 +108,30 @@ def scene(rng):
 KINDS = [receipt, bar_chart, line_chart, table, flow_chart, scene]
 
 
-def main(variants=6):
-    OUT.mkdir(exist_ok=True)
+def draw_set(out, variants, prefix="", tasks=None):
+    """Draw variants x KINDS images into out with samples.jsonl; tasks cycles the prompt kind
+    (None: each kind's own instruction)."""
+    out.mkdir(exist_ok=True)
     samples = []
     for variant in range(variants):
         for kind in KINDS:
-            rng = random.Random(f"{kind.__name__}-{variant}")
+            rng = random.Random(f"{prefix}{kind.__name__}-{variant}")
             image, instruction = kind(rng)
             name = f"{kind.__name__}_{variant}.png"
-            image.save(OUT / name, optimize=True)
-            samples.append({"image": name, "instruction": instruction})
-    with open(OUT / "samples.jsonl", "w") as f:
+            image.save(out / name, optimize=True)
+            sample = {"image": name, "instruction": instruction}
+            if tasks:
+                task = tasks[len(samples) % len(tasks)]
+                sample = {"image": name, "task": task, "instruction": EVAL_PROMPTS.get(task, instruction)}
+            samples.append(sample)
+    with open(out / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(sample) + "\n" for sample in samples)
-    print(f"{len(samples)} samples written to {OUT}")
+    print(f"{len(samples)} samples written to {out}")
+
+
+def main():
+    draw_set(OUT, 6)
+    draw_set(EVAL_OUT, 2, prefix="eval-", tasks=["caption", "ocr", "vqa"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Calibration samples: (image, instruction) pairs from `contextual`, `textvqa`, `local:PATH` or `builtin`.
+"""(image, instruction) samples from a hub set (`contextual`, `textvqa`, `vqav2`), `local:PATH` or a
+`builtin` set: the calibration set of `ovphi convert` and the evaluation set of `ovphi eval`.
 
 One image per sample, long side capped at MAX_SIDE px, so calibration RAM stays bounded.
 """
@@ -17,8 +18,9 @@ BUILTIN = Path(__file__).with_name("builtin") / "samples.jsonl"
 HUB_SETS = {
     "contextual": ("ucla-contextual/contextual_test", "test", "image_url", "instruction"),
     "textvqa": ("lmms-lab/textvqa", "validation", "image", "question"),
+    "vqav2": ("lmms-lab/VQAv2", "validation", "image", "question"),
 }
-CHOICES = "contextual, textvqa, builtin or local:PATH"
+CHOICES = "contextual, textvqa, vqav2, builtin or local:PATH"
 
 
 @dataclass
@@ -60,7 +62,7 @@ def read_local_records(path):
         else:
             raise OvphiError(f"{path} has neither prompts.jsonl nor prompts.txt")
     if not path.exists():
-        raise OvphiError(f"calibration source {path} does not exist")
+        raise OvphiError(f"sample source {path} does not exist")
     records = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -116,7 +118,7 @@ def from_hub(name, num_samples):
         first = next(rows)
     except Exception as error:  # datasets raises many types when the hub is unreachable
         raise OvphiError(
-            f"cannot load calibration set '{name}' ({repo}) from the Hugging Face hub"
+            f"cannot load dataset '{name}' ({repo}) from the Hugging Face hub"
             f" ({type(error).__name__}); offline, use --dataset builtin or --dataset local:PATH"
         ) from None
     samples, skipped = [], []
@@ -149,7 +151,7 @@ def load_calibration(source, num_samples, seed=0):
         raise OvphiError(f"unknown calibration source '{source}': choose {CHOICES}")
     if len(calibration.samples) < num_samples:
         raise OvphiError(
-            f"calibration source '{source}' has {len(calibration.samples)} usable samples"
+            f"source '{source}' has {len(calibration.samples)} usable samples"
             f" ({len(calibration.skipped)} skipped), fewer than --num-samples {num_samples}"
         )
     return calibration
