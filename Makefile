@@ -14,12 +14,12 @@ MODEL ?= microsoft/Phi-3.5-vision-instruct
 OUT ?= models/phi-3.5-vision-int4
 DATASET ?= contextual
 
-.PHONY: demo test install convert chat bench clean-models
+.PHONY: demo test install convert chat bench bench-full clean-models
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,eval]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,9 +47,25 @@ MODEL_DIR ?= $(OUT)
 chat: $(VENV)/.installed
 	$(OVPHI) chat $(MODEL_DIR) --image $(IMAGE)
 
-# Latency of the demo IR, both backends (the full-size report: benchmarks/README.md).
+# Latency of the demo IR, both backends, beside the PyTorch checkpoint.
 bench: $(TINY_IR)/ovphi_manifest.json
-	$(OVPHI) bench $(TINY_IR) --out reports/bench-tiny
+	$(OVPHI) bench $(TINY_IR) pytorch:$(TINY) --out reports/bench-tiny
+
+# The real model's dimensions with random weights (latency does not depend on weight values):
+# 8 GB checkpoint, data-free INT4 / INT8 / FP16 IRs, then one bench run of all of them and PyTorch.
+# About 10 minutes to build and convert, and an hour to measure, on 2 cores; needs ~20 GB of RAM.
+FULL := models/full
+$(FULL)/config.json: $(VENV)/.installed
+	$(OVPHI) make-checkpoint full $(FULL) --force
+
+$(FULL)-int4/ovphi_manifest.json: $(FULL)/config.json
+	$(OVPHI) convert $(FULL) $(FULL)-int4 --no-awq --force
+
+$(FULL)-%/ovphi_manifest.json: $(FULL)/config.json
+	$(OVPHI) convert $(FULL) $(FULL)-$* --weight-format $* --force
+
+bench-full: $(FULL)-int4/ovphi_manifest.json $(FULL)-int8/ovphi_manifest.json $(FULL)-fp16/ovphi_manifest.json
+	$(OVPHI) bench pytorch:$(FULL) $(FULL)-int4 $(FULL)-int8 $(FULL)-fp16 --runs 2 --out benchmarks/reports/full
 
 clean-models:
 	rm -rf models

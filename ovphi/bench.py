@@ -1,9 +1,11 @@
-"""`ovphi bench IR_DIR [IR_DIR ...]`: latency of each IR folder x backend over fixed scenarios.
+"""`ovphi bench MODEL [MODEL ...]`: latency of each IR folder x backend over fixed scenarios, beside
+the PyTorch model (`pytorch:CHECKPOINT`, fp32 and bf16) as the baseline a user would otherwise run.
 
 Each scenario runs once to warm up (excluded) and then --runs times, each run with a different image
 (genai reuses the KV cache of an identical prompt, which would hide the prefill). Answers have a fixed
 length (--max-new-tokens, end-of-sequence ignored). Peak RSS is measured in a separate process per
-variant (`ovphi ask`), since measuring memory disturbs timing. Writes report.json, report.md and
+variant (`ovphi ask`), since measuring memory disturbs timing. The roofline (roofline.py) says what
+fraction of this machine's limits each TTFT and TPOT reaches. Writes report.json, report.md and
 report.png into OUT, atomically (a folder written beside OUT, then renamed).
 """
 import argparse
@@ -11,19 +13,23 @@ import gc
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from . import roofline
 from .calibration.sources import BUILTIN
 from .convert.manifest import package_versions, read_manifest
 from .errors import OvphiError
-from .runtime import ChatSession, load, read_image
+from .files import write_folder_atomically
+from .model.image_processing_phi3_v import crop_grid
+from .runtime import ChatSession, load, parse_model_spec, read_image
+from .runtime.options import add_ov_option, ov_options
 
 SCENARIOS = ["image_nc4", "image_nc16", "two_images", "text_only", "second_turn"]
+TORCH_SCENARIOS = ["image_nc4", "text_only"]  # a full-size fp32 PyTorch turn takes minutes on 2 cores
 PROMPT = "Describe the image in detail."
 METRICS = ["ttft_s", "tpot_s", "tokens_per_s", "vision_s", "prompt_tokens", "processed_tokens"]
 
@@ -35,7 +41,8 @@ def bench_images():
 
 
 def run_scenario(vlm, scenario, images, max_new_tokens):
-    """TurnTimings of one measured turn of a scenario, or None when the backend cannot run it."""
+    """(TurnTimings, CLIP crops encoded) of one measured turn of a scenario, or None when the backend
+    cannot run it."""
     if scenario == "image_nc16" and vlm.backend == "genai":
         return None  # genai takes num_crops from the folder only
     generation = dict(max_new_tokens=max_new_tokens, ignore_eos=True)
@@ -45,10 +52,13 @@ def run_scenario(vlm, scenario, images, max_new_tokens):
     if scenario == "second_turn":
         "".join(chat.ask(PROMPT, [first]))
         "".join(chat.ask("What else do you notice?"))
+        given = []
     else:
         given = {"two_images": [first, second], "text_only": []}.get(scenario, [first])
         "".join(chat.ask(PROMPT if given else "Write a short story about a lighthouse.", given))
-    return chat.last_timings
+    crops = sum(columns * rows + 1 for columns, rows, _, _ in
+                (crop_grid(*image.size, num_crops or 4) for image in given))
+    return chat.last_timings, crops
 
 
 def summarise(values):
@@ -58,49 +68,89 @@ def summarise(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def measure_load(ir_dir, backend, device):
-    """Load seconds without the compiled-model cache, and with it once it has been filled."""
-    cold = load(ir_dir, device=device, backend=backend, cache=False).load_seconds
+def measure_load(model_dir, backend, device, precision, extra):
+    """Load seconds without the compiled-model cache, and with it once it has been filled (None for
+    PyTorch, which has no such cache)."""
+    options = dict(device=device, backend=backend, precision=precision, extra=extra)
+    if backend == "pytorch":
+        vlm = load(model_dir, **options)
+        return vlm, vlm.load_seconds, None
+    cold = load(model_dir, cache=False, **options).load_seconds
     gc.collect()  # optimum's model objects hold reference cycles: free each load before the next
-    load(ir_dir, device=device, backend=backend, cache=True)  # fills IR_DIR/model_cache
+    load(model_dir, cache=True, **options)  # fills MODEL_DIR/model_cache
     gc.collect()
-    vlm = load(ir_dir, device=device, backend=backend, cache=True)
+    vlm = load(model_dir, cache=True, **options)
     return vlm, cold, vlm.load_seconds
 
 
-def peak_rss(ir_dir, backend, device, max_new_tokens):
+def peak_rss(model_dir, backend, device, precision, extra, max_new_tokens):
     """Peak RSS of a separate `ovphi ask` run on one image (bytes)."""
     image = BUILTIN.parent / "scene_0.png"
-    result = subprocess.run([sys.executable, "-m", "ovphi", "ask", str(ir_dir), "--image", str(image),
-                             "--backend", backend, "--device", device, "--format", "json", "--max-new-tokens",
-                             str(max_new_tokens)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
+               "--device", device, "--format", "json", "--max-new-tokens", str(max_new_tokens)]
+    command += [f"--ov-option={key}={value}" for key, value in extra.items()]
+    result = subprocess.run(command + (["--precision", precision] if precision else []),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise OvphiError(f"memory run of {ir_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
+        raise OvphiError(f"memory run of {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
     return json.loads(result.stdout)["peak_rss_bytes"]
 
 
-def bench_variant(ir_dir, backend, device, scenarios, runs, max_new_tokens, pictures, log):
-    vlm, cold, warm = measure_load(ir_dir, backend, device)
-    manifest = read_manifest(ir_dir) or {}
-    variant = {"ir_dir": str(ir_dir), "backend": backend, "device": device,
-               "weights": manifest.get("recipe", {}).get("weight_format", "unknown"),
-               "load_cold_s": cold, "load_cached_s": warm, "scenarios": {}}
+def language_weight_bytes(vlm, model_dir):
+    """Bytes of the language model's weights as the backend reads them per generated token."""
+    if vlm.backend != "pytorch":
+        return roofline.weight_bytes(model_dir)
+    decoder = list(vlm.model.model.layers.parameters()) + list(vlm.model.lm_head.parameters())
+    return sum(p.numel() * p.element_size() for p in decoder)
+
+
+def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tokens):
+    """The decode roof (bytes per token / bandwidth) and the prefill roof (FLOPs / matmul rate) of a
+    scenario, and the fraction of each that the measured TPOT and TTFT reach."""
+    bandwidth = machine["read_bandwidth_bytes_per_s"]["best"]
+    rate = machine["bf16_matmul_flops_per_s"]["best"]
+    middle = stats["prompt_tokens"]["median"] + max_new_tokens // 2
+    decode_roof = roofline.decode_bytes(weights, config, middle, kv_bytes) / bandwidth
+    prefill_roof = roofline.prefill_flops(config, stats["processed_tokens"]["median"], crops) / rate
+    tpot, ttft = stats["tpot_s"]["median"], stats["ttft_s"]["median"]
+    return {"decode_roof_s": decode_roof, "tpot_roof_fraction": decode_roof / tpot if tpot else None,
+            "prefill_roof_s": prefill_roof, "ttft_roof_fraction": prefill_roof / ttft if ttft else None}
+
+
+def bench_variant(spec, backend, device, precision, extra, scenarios, runs, max_new_tokens, pictures, machine, log):
+    model_dir, _ = parse_model_spec(spec)
+    vlm, cold, warm = measure_load(model_dir, backend, device, precision, extra)
+    manifest = read_manifest(model_dir) or {}
+    weights_kind = precision if backend == "pytorch" else manifest.get("recipe", {}).get("weight_format", "unknown")
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    weights = language_weight_bytes(vlm, model_dir)
+    kv_precision = precision or "f32" if backend == "pytorch" else extra.get("KV_CACHE_PRECISION", "u8")  # CPU default
+    kv_bytes = {"f32": 4, "bf16": 2, "f16": 2, "u8": 1, "i8": 1, "u4": 0.5}.get(kv_precision.lower(), 1)
+    variant = {"model": spec, "ir_dir": str(model_dir), "backend": backend, "device": device,
+               "weights": weights_kind, "ov_options": extra, "language_weight_bytes": weights, "load_cold_s": cold,
+               "load_cached_s": warm, "scenarios": {}}
     for scenario in scenarios:
+        if backend == "pytorch" and scenario not in TORCH_SCENARIOS:
+            continue
         timings = []
         for run in range(runs + 1):  # run 0 warms up
             pair = (pictures[(2 * run) % len(pictures)], pictures[(2 * run + 1) % len(pictures)])
-            t = run_scenario(vlm, scenario, pair, max_new_tokens)
-            if t is None:
+            measured = run_scenario(vlm, scenario, pair, max_new_tokens)
+            if measured is None:
                 break
             if run:
-                timings.append(t)
+                timings.append(measured)
         if not timings:
             variant["scenarios"][scenario] = None
             continue
-        variant["scenarios"][scenario] = {m: summarise([getattr(t, m) for t in timings]) for m in METRICS}
-        log(f"  {backend:<7} {Path(ir_dir).name:<16} {scenario:<12} TTFT "
-            f"{variant['scenarios'][scenario]['ttft_s']['median']:.3f} s")
-    variant["peak_rss_bytes"] = peak_rss(ir_dir, backend, device, max_new_tokens)
+        stats = {m: summarise([getattr(t, m) for t, _ in timings]) for m in METRICS}
+        stats["roofline"] = roof_fractions(stats, timings[0][1], config, weights, kv_bytes, machine, max_new_tokens)
+        variant["scenarios"][scenario] = stats
+        log(f"  {backend:<7} {Path(model_dir).name:<16} {scenario:<12} TTFT {stats['ttft_s']['median']:.3f} s"
+            f"  TPOT {stats['tpot_s']['median'] * 1000:.1f} ms")
+    del vlm
+    gc.collect()  # the memory run loads its own copy: free ours first
+    variant["peak_rss_bytes"] = peak_rss(model_dir, backend, device, precision, extra, max_new_tokens)
     return variant
 
 
@@ -114,14 +164,21 @@ def machine_facts():
         "versions": package_versions()}
 
 
+def label(index, variant):
+    return f"{index} {Path(variant['ir_dir']).name}"
+
+
 def markdown(report, baseline):
-    """The report as Markdown tables: one row per variant and scenario, a ratio against the baseline."""
+    """The report as Markdown tables: one row per variant and scenario, ratios against the baseline,
+    the fraction of the roofline reached; then load times and memory; then the machine's limits."""
     base = report["variants"][baseline]
     lines = [f"# ovphi bench — {report['machine']['cpu']}, {report['machine']['cores']} cores",
              "", f"{report['runs']} runs after a warm-up, {report['max_new_tokens']} new tokens, medians "
-             f"(min–max). Ratio: TTFT / TPOT against variant {baseline}.", "",
+             f"(min–max). Ratio: TTFT / TPOT against variant {baseline}. Roof: the fraction of this machine's "
+             "limit reached (TTFT: prefill FLOPs / bf16 matmul rate; TPOT: bytes read per token / read "
+             "bandwidth).", "",
              "| variant | backend | weights | scenario | prompt tok | TTFT s | TPOT ms | tok/s | vision s | "
-             "TTFT ratio | TPOT ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "TTFT ratio | TPOT ratio | TTFT roof | TPOT roof |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, variant in enumerate(report["variants"]):
         for scenario, stats in variant["scenarios"].items():
             if stats is None:
@@ -129,17 +186,27 @@ def markdown(report, baseline):
             ref = base["scenarios"].get(scenario)
             ratio = lambda m: (f"{stats[m]['median'] / ref[m]['median']:.2f}"  # noqa: E731
                                if ref and stats[m] and ref[m] and ref[m]["median"] else "–")
-            tpot = stats["tpot_s"]
+            roof = stats["roofline"]
+            percent = lambda f: f"{100 * f:.0f} %" if f else "–"  # noqa: E731
             lines.append(
-                f"| {index} {Path(variant['ir_dir']).name} | {variant['backend']} | {variant['weights']} | "
-                f"{scenario} | {stats['prompt_tokens']['median']:.0f} | {stats['ttft_s']['median']:.3f} "
+                f"| {label(index, variant)} | {variant['backend']} | {variant['weights']} | {scenario} | "
+                f"{stats['prompt_tokens']['median']:.0f} | {stats['ttft_s']['median']:.3f} "
                 f"({stats['ttft_s']['min']:.3f}–{stats['ttft_s']['max']:.3f}) | "
-                f"{tpot['median'] * 1000:.1f} | {stats['tokens_per_s']['median']:.1f} | "
-                f"{stats['vision_s']['median']:.3f} | {ratio('ttft_s')} | {ratio('tpot_s')} |")
-    lines += ["", "| variant | load cold s | load cached s | peak RSS GB |", "|---|---|---|---|"]
+                f"{stats['tpot_s']['median'] * 1000:.1f} | {stats['tokens_per_s']['median']:.1f} | "
+                f"{stats['vision_s']['median']:.3f} | {ratio('ttft_s')} | {ratio('tpot_s')} | "
+                f"{percent(roof['ttft_roof_fraction'])} | {percent(roof['tpot_roof_fraction'])} |")
+    lines += ["", "| variant | backend | load cold s | load cached s | peak RSS GB | LM weights GB |",
+              "|---|---|---|---|---|---|"]
     for index, variant in enumerate(report["variants"]):
-        lines.append(f"| {index} {Path(variant['ir_dir']).name} {variant['backend']} | {variant['load_cold_s']:.2f} |"
-                     f" {variant['load_cached_s']:.2f} | {variant['peak_rss_bytes'] / 1e9:.2f} |")
+        cached = f"{variant['load_cached_s']:.2f}" if variant["load_cached_s"] is not None else "–"
+        lines.append(f"| {label(index, variant)} | {variant['backend']} | {variant['load_cold_s']:.2f} | {cached} | "
+                     f"{variant['peak_rss_bytes'] / 1e9:.2f} | {variant['language_weight_bytes'] / 1e9:.2f} |")
+    limits = report["roofline_machine"]
+    bandwidth, rate = limits["read_bandwidth_bytes_per_s"], limits["bf16_matmul_flops_per_s"]
+    lines += ["", f"Machine limits (best / median): read bandwidth {bandwidth['best'] / 1e9:.1f} / "
+              f"{bandwidth['median'] / 1e9:.1f} GB/s, bf16 matmul {rate['best'] / 1e9:.0f} / "
+              f"{rate['median'] / 1e9:.0f} GFLOP/s; other processes used {limits['other_processes_cpu_percent']:.0f} %"
+              " of the CPU when they were measured."]
     return "\n".join(lines) + "\n"
 
 
@@ -154,7 +221,7 @@ def plot(report, path):
     for index, variant in enumerate(report["variants"]):
         stats = variant["scenarios"].get("image_nc4")
         if stats:
-            labels.append(f"{index}:{Path(variant['ir_dir']).name}\n{variant['backend']}")
+            labels.append(f"{label(index, variant)}\n{variant['backend']} {variant['weights']}")
             ttft.append(stats["ttft_s"]["median"])
             tpot.append(stats["tpot_s"]["median"] * 1000)
     figure, (left, right) = plt.subplots(1, 2, figsize=(max(8, 2 * len(labels)), 4))
@@ -167,55 +234,66 @@ def plot(report, path):
     plt.close(figure)
 
 
-def bench(ir_dirs, out, backends=("optimum", "genai"), device="CPU", scenarios=SCENARIOS, runs=3,
-          max_new_tokens=32, baseline=0, log=print):
-    """Benchmark IR folders x backends and write OUT/report.{json,md,png}. Returns the report."""
+def bench(models, out, backends=("optimum", "genai"), device="CPU", scenarios=SCENARIOS, runs=3,
+          max_new_tokens=32, baseline=0, torch_precisions=("f32", "bf16"), ov_options=None, log=print):
+    """Benchmark IR folders x backends (and `pytorch:CHECKPOINT` x torch_precisions) and write
+    OUT/report.{json,md,png}. Returns the report."""
     out = Path(out)
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         raise OvphiError(f"unknown scenario {unknown[0]}: choose from {', '.join(SCENARIOS)}")
+    plan = []
+    for spec in models:
+        _, torch_backend = parse_model_spec(spec)
+        plan += [(spec, torch_backend, p) for p in torch_precisions] if torch_backend else [
+            (spec, b, None) for b in backends]
+    if not 0 <= baseline < len(plan):
+        raise OvphiError(f"--baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
     pictures = bench_images()
+    machine = roofline.measure_machine()
+    log(f"  read bandwidth {machine['read_bandwidth_bytes_per_s']['best'] / 1e9:.1f} GB/s, bf16 matmul "
+        f"{machine['bf16_matmul_flops_per_s']['best'] / 1e9:.0f} GFLOP/s")
     variants = []
-    for ir_dir in ir_dirs:
-        for backend in backends:
-            variants.append(bench_variant(ir_dir, backend, device, scenarios, runs, max_new_tokens, pictures, log))
-            gc.collect()
+    for spec, backend, precision in plan:
+        variants.append(bench_variant(spec, backend, device, precision, dict(ov_options or {}), scenarios, runs,
+                                      max_new_tokens, pictures, machine, log))
+        gc.collect()
     report = {"machine": machine_facts(), "runs": runs, "max_new_tokens": max_new_tokens,
               "date": time.strftime("%Y-%m-%d %H:%M"), "units": "seconds, bytes, tokens per second",
-              "variants": variants}
-    if not 0 <= baseline < len(variants):
-        raise OvphiError(f"--baseline {baseline} is not a variant index (0 to {len(variants) - 1})")
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    (partial / "report.json").write_text(json.dumps(report, indent=2))
-    (partial / "report.md").write_text(markdown(report, baseline))
-    plot(report, partial / "report.png")
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+              "roofline_machine": machine, "variants": variants}
+
+    def write(folder):
+        (folder / "report.json").write_text(json.dumps(report, indent=2))
+        (folder / "report.md").write_text(markdown(report, baseline))
+        plot(report, folder / "report.png")
+
+    write_folder_atomically(out, write)
     return report
 
 
 def setup_arg_parser():
     parser = argparse.ArgumentParser(prog="ovphi bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ir_dirs", nargs="+", help="IR folders to compare")
+    parser.add_argument("models", nargs="+", help="IR folders to compare, and pytorch:CHECKPOINT for the baseline")
     parser.add_argument("--out", default="reports/bench", help="report folder")
     parser.add_argument("--backend", action="append", choices=["optimum", "genai"],
                         help="repeat to compare (default: both)")
+    parser.add_argument("--torch-precision", action="append", choices=["f32", "bf16"],
+                        help="dtypes of pytorch:CHECKPOINT (repeat; default both)")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--scenario", action="append", help=f"repeat; default all: {', '.join(SCENARIOS)}")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--baseline", type=int, default=0, help="variant index the ratios compare against")
+    add_ov_option(parser)
     return parser
 
 
 def main(args):
     if args.runs < 1:
         raise OvphiError("--runs must be at least 1")
-    bench(args.ir_dirs, args.out, backends=args.backend or ("optimum", "genai"), device=args.device,
+    bench(args.models, args.out, backends=args.backend or ("optimum", "genai"), device=args.device,
           scenarios=args.scenario or SCENARIOS, runs=args.runs, max_new_tokens=args.max_new_tokens,
-          baseline=args.baseline)
+          baseline=args.baseline, torch_precisions=args.torch_precision or ("f32", "bf16"),
+          ov_options=ov_options(args))
     print((Path(args.out) / "report.md").read_text())
