@@ -111,10 +111,11 @@ def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tok
     rate = machine["bf16_matmul_flops_per_s"]["best"]
     middle = stats["prompt_tokens"]["median"] + max_new_tokens // 2
     decode_roof = roofline.decode_bytes(weights, config, middle, kv_bytes) / bandwidth
-    prefill_roof = roofline.prefill_flops(config, stats["processed_tokens"]["median"], crops) / rate
+    processed = stats["processed_tokens"]  # None when the backend cannot tell
+    prefill_roof = roofline.prefill_flops(config, processed["median"], crops) / rate if processed else None
     tpot, ttft = stats["tpot_s"]["median"], stats["ttft_s"]["median"]
     return {"decode_roof_s": decode_roof, "tpot_roof_fraction": decode_roof / tpot if tpot else None,
-            "prefill_roof_s": prefill_roof, "ttft_roof_fraction": prefill_roof / ttft if ttft else None}
+            "prefill_roof_s": prefill_roof, "ttft_roof_fraction": prefill_roof / ttft if prefill_roof else None}
 
 
 def bench_variant(spec, backend, device, precision, extra, scenarios, runs, max_new_tokens, pictures, machine, log):

@@ -4,11 +4,19 @@ import os
 for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[name] = "1"
 
+import signal
+
 import pytest
 from PIL import Image, ImageDraw
 
 from ovphi.convert import Recipe, convert
 from ovphi.model.checkpoint import make_checkpoint
+
+
+def default_sigint():
+    """preexec_fn for child processes that tests interrupt: a shell running the tests in the background
+    ignores SIGINT, and children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

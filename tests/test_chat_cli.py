@@ -5,6 +5,7 @@ import sys
 
 import pexpect
 import pytest
+from conftest import default_sigint
 
 PROMPT = "you> "
 
@@ -51,7 +52,7 @@ def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(int4_ir, tmp_path, red_imag
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
                                            "--max-new-tokens", "100000", "--repetition-penalty", "1.0"],
-                          env=env, encoding="utf-8", timeout=120, cwd=str(tmp_path))
+                          env=env, encoding="utf-8", timeout=120, cwd=str(tmp_path), preexec_fn=default_sigint)
     child.expect(PROMPT)
     child.sendline("Describe the image at length.")
     child.expect("assistant> ")

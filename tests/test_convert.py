@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoProcessor
 
+from conftest import default_sigint
 from ovphi.convert import Recipe, convert
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -162,7 +163,7 @@ def test_ctrl_c_leaves_nothing_behind(tiny_dir, tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "ovphi", "convert", str(tiny_dir), str(out), "--dataset",
                                 "builtin", "--num-samples", "8"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint)
     for line in process.stdout:
         if line.startswith("[1/3]"):
             break

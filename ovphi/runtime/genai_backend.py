@@ -111,10 +111,16 @@ class GenaiVLM(Backend):
         self.last_timings = self.timings(result.perf_metrics)
 
     def timings(self, metrics):
-        """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached."""
+        """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached
+        (None when that cannot be told)."""
         prompt = metrics.get_num_input_tokens()
         answer = metrics.get_num_generated_tokens()
-        processed = prompt - self.cached_tokens if 0 < self.cached_tokens <= prompt else prompt
+        if not self.cached_tokens:
+            processed = prompt
+        elif self.cached_tokens <= prompt:
+            processed = prompt - self.cached_tokens
+        else:  # the re-tokenized answer is shorter than the generated one: the count is unknown
+            processed = None
         self.cached_tokens = prompt + answer
         tpot = metrics.get_tpot().mean / 1000 if answer > 1 else None
         return TurnTimings(load_s=self.load_seconds, vision_s=metrics.get_vision_encoding_duration().mean / 1000,

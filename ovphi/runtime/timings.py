@@ -11,7 +11,7 @@ class TurnTimings:
     tpot_s: float  # mean time per output token after the first
     total_s: float
     prompt_tokens: int  # the whole conversation's prompt
-    processed_tokens: int  # prompt tokens prefilled this turn (the rest came from the KV cache)
+    processed_tokens: int | None  # prompt tokens prefilled this turn (the rest came from the KV cache)
     answer_tokens: int
 
     @property
