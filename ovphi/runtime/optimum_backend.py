@@ -20,6 +20,7 @@ from ..model.tokens import stop_token_ids
 from .backend import Backend
 from .timings import turn_timings
 
+
 def common_prefix(a, b):
     length = 0
     for x, y in zip(a, b):
@@ -169,11 +170,14 @@ class OptimumVLM(Backend):
 
     def score(self, messages, images, answer_ids, num_crops=None):
         """Teacher forcing: the logits (len(answer_ids), vocabulary) the model gives each token of
-        answer_ids after the conversation `messages`."""
+        answer_ids after the conversation `messages`. A prompt the cache already holds (right after
+        answering it) is not computed again."""
         ids, image_inputs = self.prompt_ids(messages, images, num_crops)
-        self.reset()
-        logits, _, _ = self.prefill(ids + list(answer_ids), image_inputs)
-        return logits[len(ids) - 1:len(ids) - 1 + len(answer_ids)]
+        self.keep_cache(min(common_prefix(self.cached_ids, ids), len(ids) - 1))  # keep only the prompt
+        full = ids + list(answer_ids)
+        logits, processed, _ = self.prefill(full, image_inputs)
+        first = len(ids) - 1 - (len(full) - processed)  # logits cover the positions from len(full) - processed
+        return logits[first:first + len(answer_ids)]
 
     def run_turn(self, messages, images, num_crops, streamer, max_new_tokens, generation):
         """Prefill what the cache lacks, then decode until a stop token; feeds the streamer."""
