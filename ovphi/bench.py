@@ -1,9 +1,12 @@
 """`ovphi bench MODEL [MODEL ...]`: latency of each IR folder x backend over fixed scenarios, beside
 the PyTorch model (`pytorch:CHECKPOINT`, fp32 and bf16) as the baseline a user would otherwise run.
 
-Each scenario runs once to warm up (excluded) and then --runs times, each run with a different image
-(genai reuses the KV cache of an identical prompt, which would hide the prefill). Answers have a fixed
-length (--max-new-tokens, end-of-sequence ignored). Peak RSS is measured in a separate process per
+A MODEL is an IR folder (run with each --backend) or BACKEND:FOLDER for one variant: pytorch:CHECKPOINT,
+and optimum-stock:IR / genai-stock:IR for the two runtimes with their own defaults. Each scenario runs
+once to warm up (excluded, but the variant's very first request after load is reported) and then
+--runs times, each run with a different image (genai reuses the KV cache of an identical prompt, which
+would hide the prefill). Answers have a fixed length (--max-new-tokens, end-of-sequence ignored). Peak
+RSS, and the seconds from process start to a loaded model, are measured in a separate process per
 variant (`ovphi ask`), since measuring memory disturbs timing. The roofline (roofline.py) says what
 fraction of this machine's limits each TTFT and TPOT reaches. Writes report.json, report.md and
 report.png into OUT, atomically (a folder written beside OUT, then renamed).
@@ -25,11 +28,12 @@ from .convert.manifest import package_versions, read_manifest
 from .errors import OvphiError
 from .files import write_folder_atomically
 from .model.image_processing_phi3_v import crop_grid
-from .runtime import ChatSession, load, parse_model_spec, read_image
+from .runtime import BACKENDS, ChatSession, load, parse_model_spec, read_image
 from .runtime.options import add_ov_option, ov_options
 
 SCENARIOS = ["image_nc4", "image_nc16", "two_images", "text_only", "second_turn"]
 TORCH_SCENARIOS = ["image_nc4", "text_only"]  # a full-size fp32 PyTorch turn takes minutes on 2 cores
+UNCACHED = {"pytorch", "optimum-stock", "genai-stock"}  # backends without ovphi's compiled-model cache
 PROMPT = "Describe the image in detail."
 METRICS = ["ttft_s", "tpot_s", "tokens_per_s", "vision_s", "prompt_tokens", "processed_tokens"]
 
@@ -43,7 +47,7 @@ def bench_images():
 def run_scenario(vlm, scenario, images, max_new_tokens):
     """(TurnTimings, CLIP crops encoded) of one measured turn of a scenario, or None when the backend
     cannot run it."""
-    if scenario == "image_nc16" and vlm.backend == "genai":
+    if scenario == "image_nc16" and vlm.backend.startswith("genai"):
         return None  # genai takes num_crops from the folder only
     generation = dict(max_new_tokens=max_new_tokens, ignore_eos=True)
     num_crops = 16 if scenario == "image_nc16" else None
@@ -70,9 +74,9 @@ def summarise(values):
 
 def measure_load(model_dir, backend, device, precision, extra):
     """Load seconds without the compiled-model cache, and with it once it has been filled (None for
-    PyTorch, which has no such cache)."""
+    the backends that do not use it)."""
     options = dict(device=device, backend=backend, precision=precision, extra=extra)
-    if backend == "pytorch":
+    if backend in UNCACHED:
         vlm = load(model_dir, **options)
         return vlm, vlm.load_seconds, None
     cold = load(model_dir, cache=False, **options).load_seconds
@@ -83,8 +87,9 @@ def measure_load(model_dir, backend, device, precision, extra):
     return vlm, cold, vlm.load_seconds
 
 
-def peak_rss(model_dir, backend, device, precision, extra, max_new_tokens):
-    """Peak RSS of a separate `ovphi ask` run on one image (bytes)."""
+def memory_run(model_dir, backend, device, precision, extra, max_new_tokens):
+    """{peak_rss_bytes, rss_file_bytes (file-mapped at the end), ready_s (process start to model loaded)}
+    of a separate `ovphi ask` run on one image."""
     image = BUILTIN.parent / "scene_0.png"
     command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
                "--device", device, "--format", "json", "--max-new-tokens", str(max_new_tokens)]
@@ -93,7 +98,17 @@ def peak_rss(model_dir, backend, device, precision, extra, max_new_tokens):
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise OvphiError(f"memory run of {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
-    return json.loads(result.stdout)["peak_rss_bytes"]
+    answer = json.loads(result.stdout)
+    return {key: answer[key] for key in ("peak_rss_bytes", "rss_file_bytes", "ready_s")}
+
+
+def first_request_after_warm_up(model_dir, backend, device, precision, extra, scenario, images, max_new_tokens):
+    """A fresh (cached) load, vlm.warm_up(), then the scenario's first request: what `ovphi chat` gives a
+    user who is still typing when the warm-up ends."""
+    vlm = load(model_dir, backend=backend, device=device, precision=precision, extra=extra)
+    seconds = vlm.warm_up()
+    timings, _ = run_scenario(vlm, scenario, images, max_new_tokens)
+    return {"warm_up_s": seconds, "ttft_after_warm_up_s": timings.ttft_s}
 
 
 def language_weight_bytes(vlm, model_dir):
@@ -120,6 +135,8 @@ def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tok
 
 def bench_variant(spec, backend, device, precision, extra, scenarios, runs, max_new_tokens, pictures, machine, log):
     model_dir, _ = parse_model_spec(spec)
+    if backend.endswith("-stock"):
+        extra = {}  # the runtimes with their own defaults take no options
     vlm, cold, warm = measure_load(model_dir, backend, device, precision, extra)
     manifest = read_manifest(model_dir) or {}
     weights_kind = precision if backend == "pytorch" else manifest.get("recipe", {}).get("weight_format", "unknown")
@@ -130,6 +147,7 @@ def bench_variant(spec, backend, device, precision, extra, scenarios, runs, max_
     variant = {"model": spec, "ir_dir": str(model_dir), "backend": backend, "device": device,
                "weights": weights_kind, "ov_options": extra, "language_weight_bytes": weights, "load_cold_s": cold,
                "load_cached_s": warm, "scenarios": {}}
+    first_request = None
     for scenario in scenarios:
         if backend == "pytorch" and scenario not in TORCH_SCENARIOS:
             continue
@@ -141,17 +159,26 @@ def bench_variant(spec, backend, device, precision, extra, scenarios, runs, max_
                 break
             if run:
                 timings.append(measured)
+            elif first_request is None:
+                first_request = {"scenario": scenario, "ttft_s": measured[0].ttft_s, "total_s": measured[0].total_s}
         if not timings:
             variant["scenarios"][scenario] = None
             continue
         stats = {m: summarise([getattr(t, m) for t, _ in timings]) for m in METRICS}
         stats["roofline"] = roof_fractions(stats, timings[0][1], config, weights, kv_bytes, machine, max_new_tokens)
         variant["scenarios"][scenario] = stats
+        if first_request and first_request["scenario"] == scenario:
+            first_request["steady_ttft_s"] = stats["ttft_s"]["median"]
         log(f"  {backend:<7} {Path(model_dir).name:<16} {scenario:<12} TTFT {stats['ttft_s']['median']:.3f} s"
             f"  TPOT {stats['tpot_s']['median'] * 1000:.1f} ms")
     del vlm
-    gc.collect()  # the memory run loads its own copy: free ours first
-    variant["peak_rss_bytes"] = peak_rss(model_dir, backend, device, precision, extra, max_new_tokens)
+    gc.collect()
+    if first_request and not backend.endswith("-stock"):
+        first_request |= first_request_after_warm_up(model_dir, backend, device, precision, extra,
+                                                     first_request["scenario"], pictures[:2], max_new_tokens)
+        gc.collect()  # the memory run loads its own copy: free ours first
+    variant["first_request"] = first_request
+    variant |= memory_run(model_dir, backend, device, precision, extra, max_new_tokens)
     return variant
 
 
@@ -196,12 +223,27 @@ def markdown(report, baseline):
                 f"{stats['tpot_s']['median'] * 1000:.1f} | {stats['tokens_per_s']['median']:.1f} | "
                 f"{stats['vision_s']['median']:.3f} | {ratio('ttft_s')} | {ratio('tpot_s')} | "
                 f"{percent(roof['ttft_roof_fraction'])} | {percent(roof['tpot_roof_fraction'])} |")
-    lines += ["", "| variant | backend | load cold s | load cached s | peak RSS GB | LM weights GB |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "Load: in the bench process, without and with the compiled-model cache. Start to loaded: a fresh"
+              " `ovphi ask` process (interpreter, imports, load), which also gives the peak RSS of one image turn"
+              " and, in brackets, how much of the RSS at its end maps files (weights read through mmap: page"
+              " cache the kernel can reclaim)."
+              " First request: the variant's first turn after load (the CPU plugin repacks the weights on the"
+              " first inference), then after a fresh load and `warm_up()`, beside the same scenario's median.",
+              "", "| variant | backend | load cold s | load cached s | start to loaded s | first request TTFT s | "
+              "warm-up s | first request after warm-up s | steady TTFT s | peak RSS GB (file-mapped) | LM weights GB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, variant in enumerate(report["variants"]):
         cached = f"{variant['load_cached_s']:.2f}" if variant["load_cached_s"] is not None else "–"
+        first = variant["first_request"]
+        first_cells = "– | – | – | –"
+        if first and first.get("steady_ttft_s"):
+            warm = (f"{first['warm_up_s']:.2f} | {first['ttft_after_warm_up_s']:.3f}" if "warm_up_s" in first
+                    else "– | –")
+            first_cells = f"{first['ttft_s']:.3f} ({first['scenario']}) | {warm} | {first['steady_ttft_s']:.3f}"
         lines.append(f"| {label(index, variant)} | {variant['backend']} | {variant['load_cold_s']:.2f} | {cached} | "
-                     f"{variant['peak_rss_bytes'] / 1e9:.2f} | {variant['language_weight_bytes'] / 1e9:.2f} |")
+                     f"{variant['ready_s']:.2f} | {first_cells} | {variant['peak_rss_bytes'] / 1e9:.2f} "
+                     f"({variant['rss_file_bytes'] / 1e9:.2f}) | "
+                     f"{variant['language_weight_bytes'] / 1e9:.2f} |")
     limits = report["roofline_machine"]
     bandwidth, rate = limits["read_bandwidth_bytes_per_s"], limits["bf16_matmul_flops_per_s"]
     lines += ["", f"Machine limits (best / median): read bandwidth {bandwidth['best'] / 1e9:.1f} / "
@@ -245,9 +287,11 @@ def bench(models, out, backends=("optimum", "genai"), device="CPU", scenarios=SC
         raise OvphiError(f"unknown scenario {unknown[0]}: choose from {', '.join(SCENARIOS)}")
     plan = []
     for spec in models:
-        _, torch_backend = parse_model_spec(spec)
-        plan += [(spec, torch_backend, p) for p in torch_precisions] if torch_backend else [
-            (spec, b, None) for b in backends]
+        _, backend = parse_model_spec(spec)
+        if backend == "pytorch":
+            plan += [(spec, backend, p) for p in torch_precisions]
+        else:
+            plan += [(spec, b, None) for b in ([backend] if backend else backends)]
     if not 0 <= baseline < len(plan):
         raise OvphiError(f"--baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
     pictures = bench_images()
@@ -275,9 +319,10 @@ def bench(models, out, backends=("optimum", "genai"), device="CPU", scenarios=SC
 def setup_arg_parser():
     parser = argparse.ArgumentParser(prog="ovphi bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="IR folders to compare, and pytorch:CHECKPOINT for the baseline")
+    parser.add_argument("models", nargs="+", help="IR folders to compare (each with every --backend), "
+                                                  "BACKEND:FOLDER for one variant, pytorch:CHECKPOINT for the baseline")
     parser.add_argument("--out", default="reports/bench", help="report folder")
-    parser.add_argument("--backend", action="append", choices=["optimum", "genai"],
+    parser.add_argument("--backend", action="append", choices=[b for b in BACKENDS if b != "pytorch"],
                         help="repeat to compare (default: both)")
     parser.add_argument("--torch-precision", action="append", choices=["f32", "bf16"],
                         help="dtypes of pytorch:CHECKPOINT (repeat; default both)")

@@ -14,12 +14,12 @@ COMMANDS = {
 
 
 def quiet_library_logs():
-    """Library chatter (warnings about slow processors, export guesses) stays off the user's terminal."""
+    """Library chatter (warnings about slow processors, export guesses) stays off the user's terminal.
+    transformers reads its level from the environment: importing it here would cost the genai backend,
+    which needs neither it nor torch, 3 s and 0.5 GB."""
     import logging
 
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     for name in ("optimum", "nncf"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -23,6 +23,10 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
         assert 0 < one_image["tpot_s"]["median"] < 1
         second = variant["scenarios"]["second_turn"]
         assert second["processed_tokens"]["median"] < second["prompt_tokens"]["median"]
+        assert 0 < variant["ready_s"] < 600 and 0 < variant["rss_file_bytes"] < variant["peak_rss_bytes"]
+        first = variant["first_request"]
+        assert first["scenario"] == "image_nc4" and first["steady_ttft_s"] == one_image["ttft_s"]["median"]
+        assert 0 < first["ttft_s"] and 0 < first["warm_up_s"] and 0 < first["ttft_after_warm_up_s"]
     assert report["variants"][1]["scenarios"]["image_nc16"] is None  # genai: num_crops from the folder
     assert "| variant | backend |" in (out / "report.md").read_text()
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -33,3 +37,19 @@ def test_bad_scenario_is_one_line(int4_ir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "ovphi", "bench", str(int4_ir), "--out", str(tmp_path / "r"),
                              "--scenario", "nope"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert result.returncode != 0 and "unknown scenario nope" in result.stderr
+
+
+def test_bench_sets_the_runtimes_with_their_defaults_beside_ovphi(int4_ir, tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "ovphi", "bench", f"optimum-stock:{int4_ir}",
+                             f"genai-stock:{int4_ir}", "--scenario", "second_turn", "--out", str(out), "--runs", "1",
+                             "--max-new-tokens", "6"], capture_output=True, text=True, timeout=900,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"), stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    stock_optimum, stock_genai = json.loads((out / "report.json").read_text())["variants"]
+    assert (stock_optimum["backend"], stock_genai["backend"]) == ("optimum-stock", "genai-stock")
+    second = stock_optimum["scenarios"]["second_turn"]
+    assert second["processed_tokens"]["median"] == second["prompt_tokens"]["median"]  # generate starts over
+    for variant in (stock_optimum, stock_genai):
+        assert variant["load_cached_s"] is None and variant["ov_options"] == {}
+        assert "warm_up_s" not in variant["first_request"]  # their defaults have no warm-up

@@ -143,3 +143,13 @@ def test_image_errors_are_one_line(tmp_path, red_image, monkeypatch):
             read_image(f"{base}/red.png")
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_warm_up_leaves_no_trace_in_the_next_conversation(int4_ir, red_image, backend):
+    fresh = load(int4_ir, backend=backend)
+    expected = conversation(fresh, [("Describe the image.", [red_image])])[0]
+    warmed = load(int4_ir, backend=backend)
+    assert warmed.warm_up() > 0 and warmed.last_timings is None
+    tokens, timings = conversation(warmed, [("Describe the image.", [red_image])])[0]
+    assert tokens == expected[0] and timings.processed_tokens == timings.prompt_tokens == expected[1].prompt_tokens

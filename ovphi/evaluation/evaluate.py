@@ -49,7 +49,10 @@ def load_eval_set(source, num_samples=None):
 
 def load_model(spec, device, precision):
     model_dir, backend = parse_model_spec(spec)
-    return load(model_dir, device="CPU" if backend else device, backend=backend or "optimum", precision=precision)
+    if backend not in (None, "optimum", "pytorch"):
+        raise OvphiError(f"{spec}: eval needs the logits of an IR folder (optimum backend) or pytorch:CHECKPOINT")
+    return load(model_dir, device="CPU" if backend == "pytorch" else device, backend=backend or "optimum",
+                precision=precision)
 
 
 def greedy_answer(vlm, sample, max_new_tokens):

@@ -11,7 +11,7 @@ from pathlib import Path
 from .chat import ChatSession
 from .images import read_image
 
-BACKENDS = ("optimum", "genai", "pytorch")
+BACKENDS = ("optimum", "genai", "pytorch", "optimum-stock", "genai-stock")
 
 
 def openvino_options(model_dir, performance_hint="LATENCY", cache=True, precision=None, kv_cache_precision=None,
@@ -31,20 +31,26 @@ def openvino_options(model_dir, performance_hint="LATENCY", cache=True, precisio
 def load(model_dir, device="CPU", backend="optimum", **options):
     """The model of an IR folder on a device ('CPU', 'GPU', 'GPU.1', 'AUTO') with backend 'optimum' or
     'genai', or of a checkpoint folder with backend 'pytorch' (precision f32 or bf16); options go to
-    `openvino_options`. Wrap the result in a ChatSession to talk to it."""
+    `openvino_options`. 'optimum-stock' and 'genai-stock' are the runtimes with their own defaults (no
+    options), for comparison. Wrap the result in a ChatSession to talk to it."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     if backend == "genai":
         from .genai_backend import GenaiVLM as backend_class
     elif backend == "pytorch":
         from .torch_backend import TorchVLM as backend_class
+    elif backend == "optimum-stock":
+        from .stock import StockOptimumVLM as backend_class
+    elif backend == "genai-stock":
+        from .stock import StockGenaiVLM as backend_class
     else:
         from .optimum_backend import OptimumVLM as backend_class
     return backend_class(model_dir, device=device, ov_config=openvino_options(model_dir, **options))
 
 
 def parse_model_spec(spec):
-    """'pytorch:FOLDER' -> (FOLDER, 'pytorch'); an IR folder -> (folder, None)."""
-    if spec.startswith("pytorch:"):
-        return spec[len("pytorch:"):], "pytorch"
+    """'BACKEND:FOLDER' (e.g. 'pytorch:models/tiny') -> (FOLDER, BACKEND); a bare folder -> (folder, None)."""
+    backend, _, folder = spec.partition(":")
+    if folder and backend in BACKENDS:
+        return folder, backend
     return spec, None

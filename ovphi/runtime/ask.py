@@ -5,7 +5,7 @@ import sys
 
 from ..errors import OvphiError
 from ..files import write_atomically
-from ..resources import peak_rss_bytes
+from ..resources import peak_rss_bytes, rss_file_bytes, seconds_since_start
 from . import ChatSession, load, read_image
 from .images import read_frames
 from .options import add_generation_options, add_model_options, generation_options, model_options
@@ -46,6 +46,7 @@ def main(args):
     if not images:
         raise OvphiError("give at least one --image or --frames")
     vlm = load(args.model_dir, **model_options(args))
+    ready_s = seconds_since_start()
     chat = ChatSession(vlm, num_crops, **generation_options(args))
     stream_to_terminal = args.format == "txt" and not args.output
     pieces = []
@@ -59,7 +60,8 @@ def main(args):
     else:
         text = json.dumps({"answer": answer, "task": task, "model": str(args.model_dir), "device": vlm.device,
                            "backend": vlm.backend, "images": args.image, "frames": args.frames,
-                           "timings": chat.last_timings.as_dict(), "peak_rss_bytes": peak_rss_bytes()},
+                           "timings": chat.last_timings.as_dict(), "ready_s": ready_s,
+                           "peak_rss_bytes": peak_rss_bytes(), "rss_file_bytes": rss_file_bytes()},
                           indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text)

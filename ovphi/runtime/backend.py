@@ -1,4 +1,4 @@
-"""What both backends share: folder and device checks, load timing, the stop flag, the last turn's record."""
+"""What the backends share: folder and device checks, load timing, warm-up, the stop flag, the last turn's record."""
 import threading
 import time
 
@@ -52,6 +52,22 @@ class Backend:
             self.reset()
             raise outcome["error"]
         return outcome["result"]
+
+    def warm_up(self):
+        """A short text turn, then the vision encoder once where it can run alone; all forgotten. Returns
+        the seconds it took. OpenVINO's CPU plugin repacks every weight on its first inference (about 10 s
+        for the full INT4 model on 2 cores): afterwards the first real request runs at steady speed.
+        `ovphi chat` calls it while the user types."""
+        started = time.perf_counter()
+        for _ in self.stream_turn([{"role": "user", "content": "Hello"}], [], max_new_tokens=2, ignore_eos=True):
+            pass
+        self.warm_up_vision()
+        self.reset()
+        self.last_timings, self.last_answer_ids = None, []
+        return time.perf_counter() - started
+
+    def warm_up_vision(self):
+        """Run the vision encoder once on its own; genai's cannot (its first image turn pays about 1 s more)."""
 
     def stop(self):
         """Ask the running turn to end after the current token (the caller keeps what was said)."""

@@ -5,6 +5,7 @@ Ctrl-C stops the answer being written (the history keeps what was said); Ctrl-D 
 """
 import argparse
 import json
+import threading
 
 from ..errors import OvphiError
 from ..files import write_atomically
@@ -66,6 +67,20 @@ def answer(chat, question):
         print(" [stopped]")
 
 
+def warm_up_in_background(vlm):
+    """Start vlm.warm_up() on a thread, so that the first inference's one-time costs are paid while the
+    user types; join the thread before the first turn. A failing warm-up is left for that turn to report."""
+    def warm_up():
+        try:
+            vlm.warm_up()
+        except Exception:  # the same error comes back, as one line, from the first turn
+            vlm.reset()
+
+    thread = threading.Thread(target=warm_up, daemon=True)
+    thread.start()
+    return thread
+
+
 def main(args):
     try:
         import readline  # noqa: F401  (line editing and history for input())
@@ -74,6 +89,7 @@ def main(args):
     chat = ChatSession(load(args.model_dir, **model_options(args)), args.num_crops, **generation_options(args))
     for source in args.image:
         chat.attach(read_image(source), source)
+    warming = warm_up_in_background(chat.vlm)
     print(f"ovphi chat: {args.model_dir} on {chat.vlm.device} ({chat.vlm.backend}). /help for commands.")
     while True:
         try:
@@ -84,6 +100,7 @@ def main(args):
         except KeyboardInterrupt:
             print()
             continue
+        warming.join()
         try:
             if line.startswith("/"):
                 if not run_command(chat, line):

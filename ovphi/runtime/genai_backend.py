@@ -43,11 +43,13 @@ class GenaiVLM(Backend):
 
     backend = "genai"
 
-    def load_model(self, model_dir, ov_config):
+    def pipeline_options(self, ov_config):
         # SDPA, not the default paged attention: continuous batching prefills long prompts in chunks, and
         # LongRoPE then picks its short factors for the chunks before position 4096 (PyTorch: long for all)
-        options = {"ATTENTION_BACKEND": "SDPA"} | (ov_config or {})
-        self.pipe = openvino_genai.VLMPipeline(str(model_dir), self.device, **options)
+        return {"ATTENTION_BACKEND": "SDPA"} | (ov_config or {})
+
+    def load_model(self, model_dir, ov_config):
+        self.pipe = openvino_genai.VLMPipeline(str(model_dir), self.device, **self.pipeline_options(ov_config))
         self.num_crops = json.loads((Path(model_dir) / "preprocessor_config.json").read_text()).get("num_crops")
         tokenizer_file = Path(model_dir) / "tokenizer.json"
         self.stop_ids = set(stop_token_ids(Tokenizer.from_file(str(tokenizer_file)))) if tokenizer_file.exists() \

@@ -14,7 +14,7 @@ def check_ir_folder(model_dir, backend):
     folder = Path(model_dir)
     if not folder.is_dir():
         raise OvphiError(f"model folder {model_dir} does not exist")
-    needed = IR_FILES + (GENAI_FILES if backend == "genai" else [])
+    needed = IR_FILES + (GENAI_FILES if backend.startswith("genai") else [])
     missing = [name for name in needed if not (folder / name).exists()]
     if missing:
         raise OvphiError(f"{model_dir} is not a complete phi3_v IR folder: missing {', '.join(missing)}")

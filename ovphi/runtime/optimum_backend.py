@@ -51,12 +51,13 @@ def sampler(do_sample=False, temperature=1.0, top_p=1.0, top_k=0, repetition_pen
 class TimedStreamer(TextIteratorStreamer):
     """A text streamer that also records when each generated token arrived."""
 
-    def __init__(self, tokenizer):
-        super().__init__(tokenizer, skip_special_tokens=True, timeout=3600)
+    def __init__(self, tokenizer, skip_prompt=False):
+        super().__init__(tokenizer, skip_prompt=skip_prompt, skip_special_tokens=True, timeout=3600)
         self.token_times = []
 
     def put(self, value):
-        self.token_times.extend([time.perf_counter()] * value.numel())
+        if not (self.skip_prompt and self.next_tokens_are_prompt):
+            self.token_times.extend([time.perf_counter()] * value.numel())
         super().put(value)
 
 
@@ -130,6 +131,12 @@ class OptimumVLM(Backend):
 
     def image_features(self, pixel_values, image_sizes):
         return torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=image_sizes))
+
+    def warm_up_vision(self):
+        from PIL import Image
+
+        inputs = self.processor.image_processor([Image.new("RGB", (336, 336), "white")], num_crops=1)
+        self.image_features(inputs["pixel_values"], inputs["image_sizes"])
 
     def embed(self, new_ids, image_inputs):
         """Embeddings of new_ids; images whose tokens lie in new_ids go through the vision encoder."""
