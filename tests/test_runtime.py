@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from ovphi.errors import OvphiError
-from ovphi.runtime import ChatSession, load, read_image
+from ovphi.runtime import ChatSession, genai_backend, load, read_image
 from ovphi.runtime import images as images_module
 from ovphi.runtime.images import read_frames
 
@@ -153,3 +153,40 @@ def test_warm_up_leaves_no_trace_in_the_next_conversation(int4_ir, red_image, ba
     assert warmed.warm_up() > 0 and warmed.last_timings is None
     tokens, timings = conversation(warmed, [("Describe the image.", [red_image])])[0]
     assert tokens == expected[0] and timings.processed_tokens == timings.prompt_tokens == expected[1].prompt_tokens
+
+
+def test_optimum_generate_answers_like_the_turn_loop_and_encodes_the_image_every_turn(fp32_ir, red_image):
+    """optimum-stock: OVModelForVisualCausalLM.generate with optimum's own defaults (bench's comparison)."""
+    turns = [("Describe the image.", [red_image]), ("And the colours?", [])]
+    # not from the compiled-model cache: OpenVINO 2026.4.1 can crash when a process compiles the same IR from
+    # its cache under a second precision hint (earlier tests compiled this one with f32)
+    ours = conversation(load(fp32_ir, cache=False), turns)
+    stock_vlm = load(fp32_ir, backend="optimum-stock", kv_cache_precision="f16")
+    assert "CACHE_DIR" not in stock_vlm.model.ov_config and "KV_CACHE_PRECISION" not in stock_vlm.model.ov_config
+    stock = conversation(stock_vlm, turns)
+    assert [tokens for tokens, _ in stock] == [tokens for tokens, _ in ours]
+    for _, timings in stock:
+        assert timings.processed_tokens == timings.prompt_tokens and timings.vision_s > 0
+        assert timings.answer_tokens == 12 and 0 < timings.ttft_s < timings.total_s
+    assert ours[1][1].vision_s == 0.0 and ours[1][1].processed_tokens < ours[1][1].prompt_tokens
+
+
+def test_optimum_generate_stops_when_asked(int4_ir, red_image):
+    vlm = load(int4_ir, backend="optimum-stock")
+    pieces = ChatSession(vlm, max_new_tokens=200).ask("Describe it.", [red_image])
+    next(pieces)
+    pieces.close()
+    assert len(vlm.last_answer_ids) < 200
+
+
+def test_genai_stock_gets_no_options_and_answers_two_turns(int4_ir, red_image, monkeypatch):
+    given = []
+    pipeline = genai_backend.openvino_genai.VLMPipeline
+    monkeypatch.setattr(genai_backend.openvino_genai, "VLMPipeline",
+                        lambda *args, **options: given.append(options) or pipeline(*args, **options))
+    load(int4_ir, backend="genai")
+    vlm = load(int4_ir, backend="genai-stock", kv_cache_precision="f16")
+    assert given[0]["ATTENTION_BACKEND"] == "SDPA" and "CACHE_DIR" in given[0] and given[1] == {}
+    (_, first), (_, second) = conversation(vlm, [("Describe the image.", [red_image]), ("And the colours?", [])])
+    assert first.answer_tokens == second.answer_tokens == 12
+    assert second.prompt_tokens > first.prompt_tokens > 757

@@ -40,9 +40,9 @@ def load(model_dir, device="CPU", backend="optimum", **options):
     elif backend == "pytorch":
         from .torch_backend import TorchVLM as backend_class
     elif backend == "optimum-stock":
-        from .stock import StockOptimumVLM as backend_class
+        from .optimum_stock import StockOptimumVLM as backend_class
     elif backend == "genai-stock":
-        from .stock import StockGenaiVLM as backend_class
+        from .genai_backend import StockGenaiVLM as backend_class
     else:
         from .optimum_backend import OptimumVLM as backend_class
     return backend_class(model_dir, device=device, ov_config=openvino_options(model_dir, **options))

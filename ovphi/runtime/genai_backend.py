@@ -129,3 +129,13 @@ class GenaiVLM(Backend):
                            ttft_s=metrics.get_ttft().mean / 1000, tpot_s=tpot,
                            total_s=metrics.get_generate_duration().mean / 1000, prompt_tokens=prompt,
                            processed_tokens=processed, answer_tokens=answer)
+
+
+class StockGenaiVLM(GenaiVLM):
+    """Backend `genai-stock`: VLMPipeline as a plain user runs it, with no properties (paged attention, no
+    compiled-model cache, none of ovphi's options); `ovphi bench` sets ovphi's runtime beside it."""
+
+    backend = "genai-stock"
+
+    def pipeline_options(self, ov_config):
+        return {}

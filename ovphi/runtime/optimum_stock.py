@@ -1,17 +1,13 @@
-"""Backends `optimum-stock` and `genai-stock`: both runtimes as a plain user runs them, with their own
-defaults, so that `ovphi bench` can set ovphi's runtime beside them in one run.
-
-optimum-stock is OVModelForVisualCausalLM as its model card shows it: `generate` on the whole
-conversation every turn (images encoded and the prompt prefilled again). genai-stock is VLMPipeline with
-no properties (paged attention, no compiled-model cache) and a ChatHistory. Neither takes ovphi's
-OpenVINO options.
+"""Backend `optimum-stock`: OVModelForVisualCausalLM as a plain user runs it (its model card's way:
+`generate` on the whole conversation every turn, images encoded and the prompt prefilled again; its own
+defaults, none of ovphi's OpenVINO options), so that `ovphi bench` can set ovphi's runtime beside it in
+one run. genai_backend.StockGenaiVLM is its genai counterpart.
 """
 import time
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .genai_backend import GenaiVLM
 from .optimum_backend import OptimumVLM, TimedStreamer
 from .timings import turn_timings
 
@@ -26,15 +22,10 @@ class StopOnRequest(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
 
 
-class StockGenaiVLM(GenaiVLM):
-    backend = "genai-stock"
-
-    def pipeline_options(self, ov_config):
-        return {}
-
-
 class StockOptimumVLM(OptimumVLM):
     backend = "optimum-stock"
+
+    page_out_weights = False
 
     def load_model(self, model_dir, ov_config):
         super().load_model(model_dir, None)

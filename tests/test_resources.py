@@ -1,0 +1,32 @@
+"""Process readings: peak and file-mapped RSS, seconds since start, paging out mapped weights."""
+import mmap
+from pathlib import Path
+
+from ovphi.resources import page_out_mapped_files, peak_rss_bytes, rss_file_bytes, seconds_since_start
+
+
+def resident_bytes_of(path):
+    """Rss of this process's mappings of `path`, from /proc/self/smaps."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(maxsplit=1)[0] and ":" not in line.split(maxsplit=1)[0]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+def test_paging_out_a_mapped_file_frees_its_pages_and_keeps_its_data(tmp_path):
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(bytes(range(256)) * (64 * 4096))  # 64 MB
+    with weights.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        checksum = sum(mapped[i] for i in range(0, len(mapped), 4096))  # touches every page
+        assert resident_bytes_of(weights) > 60e6 and rss_file_bytes() > 60e6
+        assert page_out_mapped_files([weights]) >= 64 * 2**20
+        assert resident_bytes_of(weights) < 8e6
+        assert sum(mapped[i] for i in range(0, len(mapped), 4096)) == checksum  # read back on use
+    assert page_out_mapped_files([]) == 0
+
+
+def test_readings_are_plausible():
+    assert 10e6 < peak_rss_bytes() < 100e9 and 0 < seconds_since_start() < 24 * 3600
