@@ -20,6 +20,7 @@ def quiet_library_logs():
     import logging
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a warning on every fork during calibration
     for name in ("optimum", "nncf"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
