@@ -59,10 +59,10 @@ $(FULL)/config.json: $(VENV)/.installed
 	$(OVPHI) make-checkpoint full $(FULL) --force
 
 $(FULL)-int4/ovphi_manifest.json: $(FULL)/config.json
-	$(OVPHI) convert $(FULL) $(FULL)-int4 --no-awq --force
+	$(OVPHI) convert $(FULL) $(FULL)-int4 --no-awq --dataset builtin --force
 
 $(FULL)-%/ovphi_manifest.json: $(FULL)/config.json
-	$(OVPHI) convert $(FULL) $(FULL)-$* --weight-format $* --force
+	$(OVPHI) convert $(FULL) $(FULL)-$* --weight-format $* --dataset builtin --force
 
 bench-full: $(FULL)-int4/ovphi_manifest.json $(FULL)-int8/ovphi_manifest.json $(FULL)-fp16/ovphi_manifest.json
 	$(OVPHI) bench pytorch:$(FULL) $(FULL)-int4 $(FULL)-int8 $(FULL)-fp16 --runs 2 --out benchmarks/reports/full
@@ -70,7 +70,7 @@ bench-full: $(FULL)-int4/ovphi_manifest.json $(FULL)-int8/ovphi_manifest.json $(
 # The INT4 targets: ovphi's two backends beside optimum-intel and openvino.genai run with their own
 # defaults, and the fastest INT4 recipe measured (symmetric, per-channel), in one run (~45 min).
 $(FULL)-int4-sym-cw/ovphi_manifest.json: $(FULL)/config.json
-	$(OVPHI) convert $(FULL) $(FULL)-int4-sym-cw --sym --group-size -1 --no-awq --force
+	$(OVPHI) convert $(FULL) $(FULL)-int4-sym-cw --sym --group-size -1 --no-awq --dataset builtin --force
 
 bench-int4: $(FULL)-int4/ovphi_manifest.json $(FULL)-int4-sym-cw/ovphi_manifest.json
 	$(OVPHI) bench $(FULL)-int4 optimum-stock:$(FULL)-int4 genai-stock:$(FULL)-int4 $(FULL)-int4-sym-cw \

@@ -3,6 +3,8 @@ import importlib
 import os
 import sys
 
+from .errors import OvphiError
+
 COMMANDS = {
     "make-checkpoint": "ovphi.model.checkpoint_cli",
     "convert": "ovphi.convert.cli",
@@ -41,7 +43,9 @@ def main(argv=None):
     except Exception as error:  # one line for the user; OVPHI_DEBUG=1 shows the traceback
         if os.environ.get("OVPHI_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if not isinstance(error, OvphiError):  # unforeseen: say what kind, so that "None" still means something
+            message = f"{type(error).__name__}: {message} (OVPHI_DEBUG=1 shows where)"
         print(f"ovphi {argv[0]}: error: {message}", file=sys.stderr)
         return 1
 

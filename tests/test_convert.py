@@ -55,12 +55,35 @@ def test_language_model_holds_int4_weights_and_the_other_parts_int8(int4_awq):
     assert len(u4) >= 2 * 2 * 4  # weights and zero points of qkv, o, gate_up, down in 2 layers
 
 
-def test_awq_changes_the_weights_compared_with_data_free_int4(int4_awq, tiny_dir, tmp_path):
+def fake_quantize_ops(ir_file):
+    return [op for op in ov.Core().read_model(ir_file).get_ops() if op.get_type_name() == "FakeQuantize"]
+
+
+def test_vision_encoder_is_static_int8_measured_on_a_held_out_image(int4_awq):
+    vision = json.loads((int4_awq / "ovphi_manifest.json").read_text())["vision"]
+    assert vision["quantization"] == "int8-static" and len(vision["calibration_sample_ids"]) == 7
+    assert vision["check_sample_id"] not in vision["calibration_sample_ids"]
+    assert 0.5 < vision["check_cosine_vs_float"] <= 1.0
+    assert len(fake_quantize_ops(int4_awq / "openvino_vision_embeddings_model.xml")) >= 4  # the linear layers' inputs
+    assert fake_quantize_ops(int4_awq / "openvino_language_model.xml") == []
+
+
+def test_int8_ir_quantizes_the_vision_encoder_on_samples_the_language_model_does_not_use(tiny_dir, tmp_path):
+    manifest = convert(tiny_dir, tmp_path / "int8", Recipe(weight_format="int8", awq=False, dataset="builtin",
+                                                           num_samples=3))
+    assert manifest["vision"]["quantization"] == "int8-static" and len(manifest["vision"]["calibration_sample_ids"]) == 2
+    assert len(fake_quantize_ops(tmp_path / "int8" / "openvino_vision_embeddings_model.xml")) >= 4
+    assert manifest["parts"]["language"]["int8_percent"] > 99 and manifest["parts"]["language"]["int4"] == 0
+
+
+def test_data_free_int4_with_weight_only_vision(int4_awq, tiny_dir, tmp_path):
     plain = tmp_path / "int4-data-free"
-    convert(tiny_dir, plain, Recipe(awq=False))
+    manifest = convert(tiny_dir, plain, Recipe(awq=False, vision="int8"))
+    assert manifest["calibration"] is None and manifest["vision"] == {"quantization": "int8 weights"}
+    assert fake_quantize_ops(plain / "openvino_vision_embeddings_model.xml") == []
     awq_bytes = (int4_awq / "openvino_language_model.bin").read_bytes()
     plain_bytes = (plain / "openvino_language_model.bin").read_bytes()
-    assert awq_bytes != plain_bytes
+    assert awq_bytes != plain_bytes  # AWQ changed the weights
 
 
 def test_stop_tokens_end_a_turn(int4_awq):
@@ -125,6 +148,8 @@ def test_fp32_ir_with_f32_hint_answers_like_pytorch(fp32_ir, tiny_dir, red_image
     (["{tiny}", "{out}", "--dataset", "local:{empty}"], "0 usable samples"),
     (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "99"], "fewer than --num-samples 99"),
     (["{tiny}", "{out}", "--dataset", "contextual"], "offline, use --dataset builtin"),
+    (["{tiny}", "{out}", "--no-awq"], "offline, use --dataset builtin"),  # the vision encoder's calibration
+    (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "1", "--no-awq"], "--vision int8"),
     (["microsoft/Phi-3.5-vision-instruct", "{out}"], "cannot be downloaded"),
 ])
 def test_bad_input_fails_in_one_line(args, message, tiny_dir, tmp_path):
@@ -165,7 +190,7 @@ def test_ctrl_c_leaves_nothing_behind(tiny_dir, tmp_path):
                                 "builtin", "--num-samples", "8"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint)
     for line in process.stdout:
-        if line.startswith("[1/3]"):
+        if line.startswith("[1/4]"):
             break
     time.sleep(3)
     process.send_signal(signal.SIGINT)

@@ -23,6 +23,9 @@ def setup_arg_parser():
     parser.add_argument("--num-samples", type=int, default=defaults.num_samples)
     parser.add_argument("--backup-precision", default=defaults.backup_precision,
                         help="int8_asym, int8_sym or none, for layers kept out of int4")
+    parser.add_argument("--vision", default=defaults.vision, choices=("int8-static", "int8"),
+                        help="vision encoder of an int4/int8 IR: static INT8 calibrated on the --dataset images"
+                             " (default), or INT8 weights only")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the calibration sample choice")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the checkpoint's own model code instead of ovphi's implementation")
@@ -34,7 +37,8 @@ def main(args):
     awq = args.weight_format == "int4" if args.awq is None else args.awq
     recipe = Recipe(weight_format=args.weight_format, sym=args.sym, group_size=args.group_size, ratio=args.ratio,
                     awq=awq, scale_estimation=args.scale_estimation, gptq=args.gptq, dataset=args.dataset,
-                    num_samples=args.num_samples, backup_precision=args.backup_precision, seed=args.seed)
+                    num_samples=args.num_samples, backup_precision=args.backup_precision, seed=args.seed,
+                    vision=args.vision)
     manifest = convert(args.model, args.out, recipe, revision=args.revision,
                        trust_remote_code=args.trust_remote_code, force=args.force)
     print(f"IR written to {args.out} in {manifest['wall_seconds']:.0f} s, "

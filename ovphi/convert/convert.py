@@ -1,7 +1,8 @@
 """Convert a Phi-3.5-vision checkpoint to OpenVINO IR with optimum-intel, compressing weights with nncf.
 
-The language model gets the recipe's INT4/INT8 weights; text embeddings, vision embeddings and the
-projection get INT8_SYM (optimum-intel's VLM default). Everything is written to a folder beside OUT
+The language model gets the recipe's INT4/INT8 weights; text embeddings and the projection get INT8_SYM
+weights (optimum-intel's VLM default), and the vision encoder static INT8 (weights and activations,
+vision.py) unless the recipe asks for weight-only INT8 there too. Everything is written to a folder beside OUT
 and renamed into place at the end, so an interrupted run never leaves an IR that looks complete.
 """
 import hashlib
@@ -20,6 +21,7 @@ from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
 from .stats import ir_stats
+from .vision import CALIBRATION_IMAGES, quantize_vision
 
 DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -40,10 +42,19 @@ class Recipe:
     num_samples: int = 32
     backup_precision: str = "int8_asym"
     seed: int = 0
+    vision: str = "int8-static"  # or "int8": weight-only, as optimum-intel leaves it
+
+    @property
+    def compressed(self):
+        return self.weight_format in ("int8", "int4")
 
     @property
     def data_aware(self):
         return self.weight_format == "int4" and (self.awq or self.scale_estimation or self.gptq or self.ratio < 1)
+
+    @property
+    def static_vision(self):
+        return self.compressed and self.vision == "int8-static"
 
     def check(self, config):
         """Refuse recipes nncf would reject, with the fix in the message."""
@@ -55,6 +66,10 @@ class Recipe:
             raise OvphiError(f"--ratio {self.ratio} must be in (0, 1]")
         if self.num_samples < 1:
             raise OvphiError("--num-samples must be at least 1")
+        if self.vision not in ("int8-static", "int8"):
+            raise OvphiError(f"unknown vision quantization '{self.vision}': choose int8-static or int8")
+        if self.static_vision and self.num_samples < 2:
+            raise OvphiError("--vision int8-static needs --num-samples 2 or more (one is held out); or use --vision int8")
         if self.weight_format == "int4" and self.group_size > 0:
             widths = {config["hidden_size"], config["intermediate_size"]}
             bad = sorted(w for w in widths if w % self.group_size)
@@ -158,7 +173,7 @@ def compress(export_dir, out_dir, recipe, calibration):
 
     model = OVModelForVisualCausalLM.from_pretrained(export_dir, compile=False)
     calibration_dataset = None
-    if calibration is not None:
+    if recipe.data_aware:
         calibration_dataset = datasets.Dataset.from_dict({
             "image": [s.image for s in calibration.samples],
             "question": [s.instruction for s in calibration.samples],
@@ -186,24 +201,29 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
         raise OvphiError(f"{out} exists; pass --force to replace it")
     source, config = resolve_model(model, revision)
     recipe.check(config)
-    calibration = load_calibration(recipe.dataset, recipe.num_samples, recipe.seed) if recipe.data_aware else None
+    needs_samples = recipe.data_aware or recipe.static_vision
+    calibration = load_calibration(recipe.dataset, recipe.num_samples, recipe.seed) if needs_samples else None
     if not trust_remote_code:
         register_auto_classes()
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        compressed = recipe.weight_format in ("int8", "int4")
-        total = 3 if compressed else 2
+        total = 2 + recipe.compressed + recipe.static_vision
         step(1, total, f"exporting {source} to OpenVINO IR", started)
         export(source, work / "export", recipe, trust_remote_code)
         stop_ids = complete_ir_folder(work / "export", source, trust_remote_code)
         ir_dir = work / "export"
-        if compressed:
+        vision = {"quantization": "int8 weights" if recipe.compressed else recipe.weight_format}
+        if recipe.compressed:
             step(2, total, f"compressing weights ({recipe.weight_format}"
                  f"{', AWQ on %d samples' % recipe.num_samples if recipe.data_aware else ''})", started)
             compress(work / "export", work / "ir", recipe, calibration)
             ir_dir = work / "ir"
+        if recipe.static_vision:
+            step(3, total, f"static INT8 for the vision encoder ({min(recipe.num_samples - 1, CALIBRATION_IMAGES)}"
+                 " images)", started)
+            vision = quantize_vision(work / "export", ir_dir, calibration.samples)
         restored = 0
         if recipe.weight_format != "fp32" and not trust_remote_code:
             restored = restore_rope_tables(ir_dir, config)
@@ -216,6 +236,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             "calibration": None if calibration is None else {
                 "source": calibration.source, "sample_ids": [s.sample_id for s in calibration.samples],
                 "skipped": calibration.skipped},
+            "vision": vision,
             "stop_token_ids": stop_ids,
             "rope_tables_restored_to_f32": restored,
             "parts": ir_stats(ir_dir),

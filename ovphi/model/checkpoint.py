@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..errors import OvphiError
 from .configuration_phi3_v import CLIP_VIT_L_336, Phi3VConfig
 from .tokenizer import build_tokenizer
 from .tokens import stop_token_ids
@@ -176,7 +177,7 @@ def make_checkpoint(kind, out, seed=0, layers=None, force=False):
     """Build `tiny` or `full` into out (written beside it, renamed into place). Returns seconds taken."""
     out = Path(out)
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists (use --force to replace it)")
+        raise OvphiError(f"{out} exists (use --force to replace it)")
     start = time.perf_counter()
     ensure_clip_config()
     partial = out.with_name(out.name + ".partial")
@@ -187,7 +188,7 @@ def make_checkpoint(kind, out, seed=0, layers=None, force=False):
     elif kind == "full":
         build_full(partial, seed, layers)
     else:
-        raise ValueError(f"unknown checkpoint kind {kind!r}: choose tiny or full")
+        raise OvphiError(f"unknown checkpoint kind {kind!r}: choose tiny or full")
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
