@@ -123,7 +123,7 @@ def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tok
     """The decode roof (bytes per token / bandwidth) and the prefill roof (FLOPs / matmul rate) of a
     scenario, and the fraction of each that the measured TPOT and TTFT reach."""
     bandwidth = machine["read_bandwidth_bytes_per_s"]["best"]
-    rate = machine["bf16_matmul_flops_per_s"]["best"]
+    rate = machine["matmul_flops_per_s"]["best"]
     middle = stats["prompt_tokens"]["median"] + max_new_tokens // 2
     decode_roof = roofline.decode_bytes(weights, config, middle, kv_bytes) / bandwidth
     processed = stats["processed_tokens"]  # None when the backend cannot tell
@@ -203,7 +203,8 @@ def markdown(report, baseline):
     lines = [f"# ovphi bench — {report['machine']['cpu']}, {report['machine']['cores']} cores",
              "", f"{report['runs']} runs after a warm-up, {report['max_new_tokens']} new tokens, medians "
              f"(min–max). Ratio: TTFT / TPOT against variant {baseline}. Roof: the fraction of this machine's "
-             "limit reached (TTFT: prefill FLOPs / bf16 matmul rate; TPOT: bytes read per token / read "
+             f"limit reached (TTFT: prefill FLOPs / {report['roofline_machine']['matmul_precision']} matmul rate; "
+             "TPOT: bytes read per token / read "
              "bandwidth).", "",
              "| variant | backend | weights | scenario | prompt tok | TTFT s | TPOT ms | tok/s | vision s | "
              "TTFT ratio | TPOT ratio | TTFT roof | TPOT roof |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -245,9 +246,9 @@ def markdown(report, baseline):
                      f"({variant['rss_file_bytes'] / 1e9:.2f}) | "
                      f"{variant['language_weight_bytes'] / 1e9:.2f} |")
     limits = report["roofline_machine"]
-    bandwidth, rate = limits["read_bandwidth_bytes_per_s"], limits["bf16_matmul_flops_per_s"]
+    bandwidth, rate = limits["read_bandwidth_bytes_per_s"], limits["matmul_flops_per_s"]
     lines += ["", f"Machine limits (best / median): read bandwidth {bandwidth['best'] / 1e9:.1f} / "
-              f"{bandwidth['median'] / 1e9:.1f} GB/s, bf16 matmul {rate['best'] / 1e9:.0f} / "
+              f"{bandwidth['median'] / 1e9:.1f} GB/s, {limits['matmul_precision']} matmul {rate['best'] / 1e9:.0f} / "
               f"{rate['median'] / 1e9:.0f} GFLOP/s; other processes used {limits['other_processes_cpu_percent']:.0f} %"
               " of the CPU when they were measured."]
     return "\n".join(lines) + "\n"
@@ -296,8 +297,8 @@ def bench(models, out, backends=("optimum", "genai"), device="CPU", scenarios=SC
         raise OvphiError(f"--baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
     pictures = bench_images()
     machine = roofline.measure_machine()
-    log(f"  read bandwidth {machine['read_bandwidth_bytes_per_s']['best'] / 1e9:.1f} GB/s, bf16 matmul "
-        f"{machine['bf16_matmul_flops_per_s']['best'] / 1e9:.0f} GFLOP/s")
+    log(f"  read bandwidth {machine['read_bandwidth_bytes_per_s']['best'] / 1e9:.1f} GB/s, "
+        f"{machine['matmul_precision']} matmul {machine['matmul_flops_per_s']['best'] / 1e9:.0f} GFLOP/s")
     variants = []
     for spec, backend, precision in plan:
         variants.append(bench_variant(spec, backend, device, precision, dict(ov_options or {}), scenarios, runs,

@@ -1,7 +1,8 @@
 """Roofline of this machine for the benchmark: what the hardware allows, to judge what a run reaches.
 
 - read bandwidth with every core (an OpenVINO f32 matrix-vector product over 512 MB, far past the
-  caches) and the bf16 matmul rate (OpenVINO MatMul 1024x3072x8192), each best and median of several
+  caches) and the matmul rate (OpenVINO MatMul 1024x3072x8192) in the precision the CPU plugin infers in
+  by default (bf16 where the CPU has AMX or AVX512-BF16, f32 elsewhere), each best and median of several
   runs, measured once the machine is quiet (another busy process on 2 cores doubles every time);
 - bytes read per generated token: the language model IR's constants (weights, scales, zero points)
   plus the KV cache up to that position;
@@ -51,12 +52,17 @@ def read_bandwidth(k=4096, n=32768, runs=10):
     return k * n * 4 / best, k * n * 4 / median
 
 
-def matmul_rate(m=1024, k=3072, n=8192, runs=5):
-    """(best, median) FLOP/s of an OpenVINO bf16 MatMul (m x k) @ (k x n) with constant weights."""
+def default_precision():
+    """The precision OpenVINO's CPU plugin infers in when not told otherwise: bf16 or f32 (or f16)."""
+    return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def matmul_rate(precision, m=1024, k=3072, n=8192, runs=5):
+    """(best, median) FLOP/s of an OpenVINO MatMul (m x k) @ (k x n) with constant weights, in PRECISION."""
     a = ov.opset13.parameter([m, k], ov.Type.f32)
     weights = ov.opset13.constant(np.random.default_rng(0).standard_normal((k, n), dtype=np.float32))
     product = ov.opset13.matmul(a, weights, False, False)
-    compiled = ov.Core().compile_model(ov.Model([product], [a]), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    compiled = ov.Core().compile_model(ov.Model([product], [a]), "CPU", {"INFERENCE_PRECISION_HINT": precision})
     request = compiled.create_infer_request()
     request.set_input_tensor(ov.Tensor(np.random.default_rng(1).standard_normal((m, k), dtype=np.float32)))
     request.infer()
@@ -68,9 +74,10 @@ def measure_machine():
     """Bandwidth and matmul rate, measured on a quiet machine; the other processes' load is recorded."""
     busy = wait_until_quiet()
     bandwidth = read_bandwidth()
-    matmul = matmul_rate()
+    precision = default_precision()
+    matmul = matmul_rate(precision)
     return {"read_bandwidth_bytes_per_s": {"best": bandwidth[0], "median": bandwidth[1]},
-            "bf16_matmul_flops_per_s": {"best": matmul[0], "median": matmul[1]},
+            "matmul_precision": precision, "matmul_flops_per_s": {"best": matmul[0], "median": matmul[1]},
             "other_processes_cpu_percent": busy}
 
 
@@ -98,20 +105,25 @@ def decode_bytes(weights, config, position, kv_bytes=1):
     return weights + kv_bytes_per_position(config, kv_bytes) * position
 
 
+def clip_flops(config, crops):
+    """FLOPs of CLIP (the config's sizes) over `crops` crops: linear layers and attention up to the feature
+    layer (hidden_states[layer_idx], -2: the export drops the layers after it); the patch embedding is left out."""
+    clip = {key: config["img_processor"].get(key, value) for key, value in CLIP_VIT_L_336.items()}
+    width, layers = clip["hidden_size"], clip["num_hidden_layers"] + 1 + config["img_processor"].get("layer_idx", -2)
+    tokens = (clip["image_size"] // clip["patch_size"]) ** 2 + 1
+    linear = 2 * tokens * layers * (4 * width * width + 2 * width * clip["intermediate_size"])
+    return crops * (linear + layers * 4 * width * tokens * tokens)
+
+
 def prefill_flops(config, prompt_tokens, crops):
-    """FLOPs of a first turn: CLIP (the config's sizes) and the projector over `crops` crops, then the language model's
-    matmuls over every prompt token (lm_head for the last one only) and causal attention."""
+    """FLOPs of a first turn: CLIP and the projector over `crops` crops, then the language model's matmuls
+    over every prompt token (lm_head for the last one only) and causal attention."""
     hidden, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     head_dim = hidden // config["num_attention_heads"]
     kv_width = config["num_key_value_heads"] * head_dim
     per_token = layers * (hidden * (hidden + 2 * kv_width) + hidden * hidden + 3 * hidden * inter)
     attention = layers * 2 * hidden * prompt_tokens * prompt_tokens  # QK and AV, causal half of 4*h*P^2
     language = 2 * per_token * prompt_tokens + attention + 2 * hidden * config["vocab_size"]
-    clip = {key: config["img_processor"].get(key, value) for key, value in CLIP_VIT_L_336.items()}
-    width, clip_layers = clip["hidden_size"], clip["num_hidden_layers"]
-    tokens = (clip["image_size"] // clip["patch_size"]) ** 2 + 1
-    clip_params = clip_layers * (4 * width * width + 2 * width * clip["intermediate_size"])
-    clip_flops = crops * (2 * clip_params * tokens + clip_layers * 4 * width * tokens * tokens)
-    projector_tokens = crops * 156  # 144 merged patches + 12 row separators per crop
-    projector = 2 * projector_tokens * (4 * width * hidden + hidden * hidden)
-    return language + clip_flops + projector
+    width = config["img_processor"].get("hidden_size", CLIP_VIT_L_336["hidden_size"])
+    projector = 2 * crops * 156 * (4 * width * hidden + hidden * hidden)  # 144 merged patches + 12 row ends per crop
+    return language + clip_flops(config, crops) + projector

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import openvino as ov
+
 
 def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
     out = tmp_path / "report"
@@ -14,6 +16,10 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["openvino"]
+    # the compute roof is measured in the precision the CPU plugin infers in on this CPU
+    default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    assert report["roofline_machine"]["matmul_precision"] == default
+    assert report["roofline_machine"]["matmul_flops_per_s"]["best"] > 1e9
     assert [(v["backend"], v["weights"]) for v in report["variants"]] == [("optimum", "int4"), ("genai", "int4")]
     for variant in report["variants"]:
         assert 0 < variant["load_cached_s"] and 0 < variant["load_cold_s"] and variant["peak_rss_bytes"] > 1e8
