@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoProcessor
 
 from conftest import default_sigint
 from ovphi.convert import Recipe, convert
+from ovphi.convert.vision import choose_vision, cpu_flags
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -27,9 +28,9 @@ def run_cli(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def int4_awq(tiny_dir, tmp_path_factory):
-    """INT4 AWQ through the command line."""
+    """INT4 AWQ through the command line, with the static INT8 vision encoder whatever this CPU would choose."""
     out = tmp_path_factory.mktemp("ir") / "int4"
-    result = run_cli(tiny_dir, out, "--dataset", "builtin", "--num-samples", 8)
+    result = run_cli(tiny_dir, out, "--dataset", "builtin", "--num-samples", 8, "--vision", "int8-static")
     assert result.returncode == 0, result.stderr
     return out
 
@@ -70,10 +71,24 @@ def test_vision_encoder_is_static_int8_measured_on_a_held_out_image(int4_awq):
 
 def test_int8_ir_quantizes_the_vision_encoder_on_samples_the_language_model_does_not_use(tiny_dir, tmp_path):
     manifest = convert(tiny_dir, tmp_path / "int8", Recipe(weight_format="int8", awq=False, dataset="builtin",
-                                                           num_samples=3))
+                                                           num_samples=3, vision="int8-static"))
     assert manifest["vision"]["quantization"] == "int8-static" and len(manifest["vision"]["calibration_sample_ids"]) == 2
     assert len(fake_quantize_ops(tmp_path / "int8" / "openvino_vision_embeddings_model.xml")) >= 4
     assert manifest["parts"]["language"]["int8_percent"] > 99 and manifest["parts"]["language"]["int4"] == 0
+
+
+def test_vision_auto_takes_static_int8_only_where_the_cpu_has_int8_dot_products():
+    assert choose_vision({"sse4_2", "avx2", "fma"})[0] == "int8"  # e.g. AMD Zen 1, Intel before Ice Lake
+    assert choose_vision({"avx2", "avx_vnni"})[0] == "int8-static"  # Intel laptops since Alder Lake
+    assert choose_vision({"avx512f", "avx512_vnni", "amx_int8"})[0] == "int8-static"  # Xeon with AMX
+
+
+def test_auto_vision_is_resolved_for_this_cpu_and_explained_in_the_manifest(tiny_dir, tmp_path):
+    manifest = convert(tiny_dir, tmp_path / "auto", Recipe(awq=False, dataset="builtin", num_samples=3))
+    expected, reason = choose_vision(cpu_flags())
+    assert manifest["recipe"]["vision"] == expected and manifest["vision"]["chosen"] == reason
+    static = fake_quantize_ops(tmp_path / "auto" / "openvino_vision_embeddings_model.xml") != []
+    assert static == (expected == "int8-static")
 
 
 def test_data_free_int4_with_weight_only_vision(int4_awq, tiny_dir, tmp_path):
@@ -148,8 +163,9 @@ def test_fp32_ir_with_f32_hint_answers_like_pytorch(fp32_ir, tiny_dir, red_image
     (["{tiny}", "{out}", "--dataset", "local:{empty}"], "0 usable samples"),
     (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "99"], "fewer than --num-samples 99"),
     (["{tiny}", "{out}", "--dataset", "contextual"], "offline, use --dataset builtin"),
-    (["{tiny}", "{out}", "--no-awq"], "offline, use --dataset builtin"),  # the vision encoder's calibration
-    (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "1", "--no-awq"], "--vision int8"),
+    (["{tiny}", "{out}", "--no-awq", "--vision", "int8-static"], "offline, use --dataset builtin"),  # its calibration
+    (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "1", "--no-awq", "--vision", "int8-static"],
+     "--vision int8"),
     (["microsoft/Phi-3.5-vision-instruct", "{out}"], "cannot be downloaded"),
 ])
 def test_bad_input_fails_in_one_line(args, message, tiny_dir, tmp_path):
@@ -190,7 +206,7 @@ def test_ctrl_c_leaves_nothing_behind(tiny_dir, tmp_path):
                                 "builtin", "--num-samples", "8"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint)
     for line in process.stdout:
-        if line.startswith("[1/4]"):
+        if line.startswith("[1/"):
             break
     time.sleep(3)
     process.send_signal(signal.SIGINT)

@@ -23,9 +23,10 @@ def setup_arg_parser():
     parser.add_argument("--num-samples", type=int, default=defaults.num_samples)
     parser.add_argument("--backup-precision", default=defaults.backup_precision,
                         help="int8_asym, int8_sym or none, for layers kept out of int4")
-    parser.add_argument("--vision", default=defaults.vision, choices=("int8-static", "int8"),
-                        help="vision encoder of an int4/int8 IR: static INT8 calibrated on the --dataset images"
-                             " (default), or INT8 weights only")
+    parser.add_argument("--vision", default=defaults.vision, choices=("auto", "int8-static", "int8"),
+                        help="vision encoder of an int4/int8 IR: static INT8 calibrated on the --dataset images,"
+                             " or INT8 weights only; auto (default): static where this CPU has int8 dot products"
+                             " (AMX, VNNI), else weights only")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the calibration sample choice")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the checkpoint's own model code instead of ovphi's implementation")

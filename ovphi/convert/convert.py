@@ -2,7 +2,7 @@
 
 The language model gets the recipe's INT4/INT8 weights; text embeddings and the projection get INT8_SYM
 weights (optimum-intel's VLM default), and the vision encoder static INT8 (weights and activations,
-vision.py) unless the recipe asks for weight-only INT8 there too. Everything is written to a folder beside OUT
+vision.py) where this CPU has int8 dot products or the recipe asks, else weight-only INT8 there too. Everything is written to a folder beside OUT
 and renamed into place at the end, so an interrupted run never leaves an IR that looks complete.
 """
 import hashlib
@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import OvphiError
@@ -21,7 +21,7 @@ from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
 from .stats import ir_stats
-from .vision import CALIBRATION_IMAGES, quantize_vision
+from .vision import CALIBRATION_IMAGES, choose_vision, cpu_flags, quantize_vision
 
 DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -42,7 +42,7 @@ class Recipe:
     num_samples: int = 32
     backup_precision: str = "int8_asym"
     seed: int = 0
-    vision: str = "int8-static"  # or "int8": weight-only, as optimum-intel leaves it
+    vision: str = "auto"  # "int8-static" where this CPU has int8 dot products, else "int8": weight-only
 
     @property
     def compressed(self):
@@ -66,8 +66,8 @@ class Recipe:
             raise OvphiError(f"--ratio {self.ratio} must be in (0, 1]")
         if self.num_samples < 1:
             raise OvphiError("--num-samples must be at least 1")
-        if self.vision not in ("int8-static", "int8"):
-            raise OvphiError(f"unknown vision quantization '{self.vision}': choose int8-static or int8")
+        if self.vision not in ("auto", "int8-static", "int8"):
+            raise OvphiError(f"unknown vision quantization '{self.vision}': choose auto, int8-static or int8")
         if self.static_vision and self.num_samples < 2:
             raise OvphiError("--vision int8-static needs --num-samples 2 or more (one is held out); or use --vision int8")
         if self.weight_format == "int4" and self.group_size > 0:
@@ -200,6 +200,12 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
     if out.exists() and not force:
         raise OvphiError(f"{out} exists; pass --force to replace it")
     source, config = resolve_model(model, revision)
+    chosen_because = None
+    if recipe.vision == "auto":
+        vision_choice, chosen_because = choose_vision(cpu_flags())
+        recipe = replace(recipe, vision=vision_choice)
+        if recipe.compressed:
+            print(f"vision encoder: {vision_choice} ({chosen_because})", flush=True)
     recipe.check(config)
     needs_samples = recipe.data_aware or recipe.static_vision
     calibration = load_calibration(recipe.dataset, recipe.num_samples, recipe.seed) if needs_samples else None
@@ -224,6 +230,8 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             step(3, total, f"static INT8 for the vision encoder ({min(recipe.num_samples - 1, CALIBRATION_IMAGES)}"
                  " images)", started)
             vision = quantize_vision(work / "export", ir_dir, calibration.samples)
+        if chosen_because and recipe.compressed:
+            vision["chosen"] = chosen_because
         restored = 0
         if recipe.weight_format != "fp32" and not trust_remote_code:
             restored = restore_rope_tables(ir_dir, config)
