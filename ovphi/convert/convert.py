@@ -10,7 +10,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -185,8 +188,31 @@ def compress(export_dir, out_dir, recipe, calibration):
             shutil.copy(item, out_dir / item.name)
 
 
-def step(number, total, text, started):
+def step(number, total, text, started, interrupted):
+    if interrupted():
+        raise KeyboardInterrupt
     print(f"[{number}/{total}] {text} (at {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+@contextmanager
+def remembered_interrupts():
+    """Yields a function that tells whether Ctrl-C was pressed inside the block. Ctrl-C still raises
+    KeyboardInterrupt, but a library may turn that into another error (OpenVINO's PyTorch frontend: "Check
+    'false' failed") or swallow it and carry on (seen during optimum's export); convert asks between steps."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield lambda: False
+        return
+    pressed = []
+
+    def on_interrupt(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def convert(model, out, recipe=None, revision=None, trust_remote_code=False, force=False):
@@ -214,48 +240,55 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
-    try:
-        total = 2 + recipe.compressed + recipe.static_vision
-        step(1, total, f"exporting {source} to OpenVINO IR", started)
-        export(source, work / "export", recipe, trust_remote_code)
-        stop_ids = complete_ir_folder(work / "export", source, trust_remote_code)
-        ir_dir = work / "export"
-        vision = {"quantization": "int8 weights" if recipe.compressed else recipe.weight_format}
-        if recipe.compressed:
-            step(2, total, f"compressing weights ({recipe.weight_format}"
-                 f"{', AWQ on %d samples' % recipe.num_samples if recipe.data_aware else ''})", started)
-            compress(work / "export", work / "ir", recipe, calibration)
-            ir_dir = work / "ir"
-        if recipe.static_vision:
-            step(3, total, f"static INT8 for the vision encoder ({min(recipe.num_samples - 1, CALIBRATION_IMAGES)}"
-                 " images)", started)
-            vision = quantize_vision(work / "export", ir_dir, calibration.samples)
-        if chosen_because and recipe.compressed:
-            vision["chosen"] = chosen_because
-        restored = 0
-        if recipe.weight_format != "fp32" and not trust_remote_code:
-            restored = restore_rope_tables(ir_dir, config)
-        step(total, total, "measuring the IR and writing the manifest", started)
-        manifest = {
-            "source": {"model": model, "path": str(source), "revision": revision,
-                       "weights_sha256": weights_sha256(source),
-                       "code": "checkpoint remote code" if trust_remote_code else "ovphi's own implementation"},
-            "recipe": asdict(recipe) | {"data_aware": recipe.data_aware},
-            "calibration": None if calibration is None else {
-                "source": calibration.source, "sample_ids": [s.sample_id for s in calibration.samples],
-                "skipped": calibration.skipped},
-            "vision": vision,
-            "stop_token_ids": stop_ids,
-            "rope_tables_restored_to_f32": restored,
-            "parts": ir_stats(ir_dir),
-            "versions": package_versions(),
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "peak_rss_bytes": peak_rss_bytes(),
-        }
-        (ir_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        ir_dir.rename(out)
-        return manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with remembered_interrupts() as interrupted:
+        try:
+            total = 2 + recipe.compressed + recipe.static_vision
+            step(1, total, f"exporting {source} to OpenVINO IR", started, interrupted)
+            export(source, work / "export", recipe, trust_remote_code)
+            stop_ids = complete_ir_folder(work / "export", source, trust_remote_code)
+            ir_dir = work / "export"
+            vision = {"quantization": "int8 weights" if recipe.compressed else recipe.weight_format}
+            if recipe.compressed:
+                awq = f", AWQ on {recipe.num_samples} samples" if recipe.data_aware else ""
+                step(2, total, f"compressing weights ({recipe.weight_format}{awq})", started, interrupted)
+                compress(work / "export", work / "ir", recipe, calibration)
+                ir_dir = work / "ir"
+            if recipe.static_vision:
+                images = min(recipe.num_samples - 1, CALIBRATION_IMAGES)
+                step(3, total, f"static INT8 for the vision encoder ({images} images)", started, interrupted)
+                vision = quantize_vision(work / "export", ir_dir, calibration.samples)
+            if chosen_because and recipe.compressed:
+                vision["chosen"] = chosen_because
+            restored = 0
+            if recipe.weight_format != "fp32" and not trust_remote_code:
+                restored = restore_rope_tables(ir_dir, config)
+            step(total, total, "measuring the IR and writing the manifest", started, interrupted)
+            manifest = {
+                "source": {"model": model, "path": str(source), "revision": revision,
+                           "weights_sha256": weights_sha256(source),
+                           "code": "checkpoint remote code" if trust_remote_code else "ovphi's own implementation"},
+                "recipe": asdict(recipe) | {"data_aware": recipe.data_aware},
+                "calibration": None if calibration is None else {
+                    "source": calibration.source, "sample_ids": [s.sample_id for s in calibration.samples],
+                    "skipped": calibration.skipped},
+                "vision": vision,
+                "stop_token_ids": stop_ids,
+                "rope_tables_restored_to_f32": restored,
+                "parts": ir_stats(ir_dir),
+                "versions": package_versions(),
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "peak_rss_bytes": peak_rss_bytes(),
+            }
+            (ir_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            if interrupted():
+                raise KeyboardInterrupt
+            if out.exists():
+                shutil.rmtree(out)
+            ir_dir.rename(out)
+            return manifest
+        except Exception as error:
+            if interrupted():
+                raise KeyboardInterrupt from error
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
