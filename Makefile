@@ -53,8 +53,8 @@ bench: $(TINY_IR)/ovphi_manifest.json
 
 # The real model's dimensions with random weights (latency does not depend on weight values):
 # 8 GB checkpoint, data-free INT4 / INT8 / FP16 IRs, then one bench run of all of them and PyTorch.
-# Building takes 2 minutes; an INT4 convert about 16 (12 of them calibrating the static INT8 vision
-# encoder); measuring about an hour, on 2 cores; needs ~20 GB of RAM.
+# Building takes 2 minutes; an INT4 convert about 5 (12 more where --vision auto picks static INT8 and
+# calibrates the vision encoder); measuring about an hour, on 2 cores; needs ~20 GB of RAM.
 FULL := models/full
 $(FULL)/config.json: $(VENV)/.installed
 	$(OVPHI) make-checkpoint full $(FULL) --force
