@@ -15,7 +15,8 @@ from transformers import AutoModelForCausalLM, AutoProcessor
 
 from conftest import default_sigint
 from ovphi.convert import Recipe, convert
-from ovphi.convert.vision import choose_vision, cpu_flags
+from ovphi.convert.vision import choose_vision
+from ovphi.cpu import cpu_flags
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 

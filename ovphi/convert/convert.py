@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..cpu import cpu_flags
 from ..errors import OvphiError
 from ..model import copy_model_code, register_auto_classes
 from ..model.tokens import stop_token_ids
@@ -24,7 +25,7 @@ from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
 from .stats import ir_stats
-from .vision import CALIBRATION_IMAGES, choose_vision, cpu_flags, quantize_vision
+from .vision import CALIBRATION_IMAGES, choose_vision, quantize_vision
 
 DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

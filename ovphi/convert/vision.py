@@ -5,28 +5,18 @@ encoder runs on the CPU's int8 dot-product units. Measured at full size, one ima
 Xeon with AMX 2.4 s -> 1.2 s; on an AMD EPYC with AVX2 only, where int8 matmuls are emulated, 31.8 s -> 56.8 s.
 So `--vision auto` picks static INT8 only on a CPU with int8 dot products.
 """
-from pathlib import Path
-
 import numpy as np
+
+from ..cpu import int8_dot_products
 
 VISION = "openvino_vision_embeddings_model"
 CALIBRATION_IMAGES = 8
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
-INT8_DOT_PRODUCT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # /proc/cpuinfo names
-
-
-def cpu_flags():
-    """The instruction-set flags of this CPU from /proc/cpuinfo (empty where there is none)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def choose_vision(flags):
     """(quantization, reason) for `--vision auto` on a CPU with these flags."""
-    found = [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags]
+    found = int8_dot_products(flags)
     if found:
         return "int8-static", f"auto: this CPU has int8 dot products ({', '.join(found)})"
     return "int8", "auto: this CPU has no int8 dot products (AMX, AVX512-VNNI, AVX-VNNI), where static INT8 is slower"
