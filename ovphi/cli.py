@@ -2,9 +2,8 @@
 import importlib
 import os
 import sys
-import warnings
 
-from .errors import OvphiError, OvphiWarning
+from .errors import OvphiError
 
 COMMANDS = {
     "make-checkpoint": "ovphi.model.checkpoint_cli",
@@ -28,25 +27,12 @@ def quiet_library_logs():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def one_line_warnings():
-    """ovphi's own warnings print as `ovphi: warning: MESSAGE`, without the file and source line."""
-    standard = warnings.formatwarning
-
-    def formatted(message, category, *rest, **keywords):
-        if issubclass(category, OvphiWarning):
-            return f"ovphi: warning: {message}\n"
-        return standard(message, category, *rest, **keywords)
-
-    warnings.formatwarning = formatted
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: ovphi {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     quiet_library_logs()
-    one_line_warnings()
     module = importlib.import_module(COMMANDS[argv[0]])
     args = module.setup_arg_parser().parse_args(argv[1:])
     try:

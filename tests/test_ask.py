@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from ovphi.cpu import cpu_flags, int8_dot_products
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +30,6 @@ def test_text_answer_streams_to_the_terminal(ir_dir, image_path):
     result = ask(ir_dir, "--image", image_path, "--max-new-tokens", 8)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-
-
-def test_a_static_int8_vision_encoder_is_flagged_in_one_line_on_a_cpu_without_int8_dot_products(ir_dir, image_path):
-    result = ask(ir_dir, "--image", image_path, "--max-new-tokens", 2)  # ir_dir's vision encoder is static INT8
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "vision encoder is static INT8" in line]
-    if int8_dot_products(cpu_flags()):
-        assert warnings == []
-    else:
-        assert len(warnings) == 1 and warnings[0].startswith("ovphi: warning:")
 
 
 def test_json_answer_has_every_field_and_output_file(ir_dir, image_path, tmp_path):

@@ -1,6 +1,5 @@
 """The runtime library: both backends agree, follow-up turns reuse the KV cache, answers stream."""
 import http.server
-import json
 import threading
 
 import pytest
@@ -9,7 +8,6 @@ from ovphi.errors import OvphiError
 from ovphi.runtime import ChatSession, genai_backend, load, read_image
 from ovphi.runtime import images as images_module
 from ovphi.runtime.images import read_frames
-from ovphi.runtime.ir_folder import slow_vision_warning
 
 GREEDY = dict(max_new_tokens=12, do_sample=False)
 
@@ -192,20 +190,3 @@ def test_genai_stock_gets_no_options_and_answers_two_turns(int4_ir, red_image, m
     (_, first), (_, second) = conversation(vlm, [("Describe the image.", [red_image]), ("And the colours?", [])])
     assert first.answer_tokens == second.answer_tokens == 12
     assert second.prompt_tokens > first.prompt_tokens > 757
-
-
-@pytest.mark.parametrize("quantization, device, flags, warned", [
-    ("int8-static", "CPU", {"avx2", "fma"}, True),
-    ("int8-static", "AUTO", {"avx2"}, True),
-    ("int8-static", "CPU", {"avx2", "avx_vnni"}, False),
-    ("int8-static", "CPU", {"avx512f", "amx_int8"}, False),
-    ("int8-static", "GPU", {"avx2"}, False),
-    ("int8 weights", "CPU", {"avx2"}, False),
-])
-def test_static_int8_vision_is_flagged_only_on_a_cpu_without_int8_dot_products(tmp_path, quantization, device, flags,
-                                                                                 warned):
-    (tmp_path / "ovphi_manifest.json").write_text(json.dumps({"vision": {"quantization": quantization}}))
-    warning = slow_vision_warning(tmp_path, device, flags)
-    assert (warning is not None) == warned
-    assert warning is None or ("--vision int8" in warning and "\n" not in warning)
-    assert slow_vision_warning(tmp_path / "no-manifest", device, flags) is None

@@ -1,12 +1,9 @@
-"""What the backends share: folder, device and CPU-fit checks, load timing, warm-up, the stop flag, the last turn's record."""
+"""What the backends share: folder and device checks, load timing, warm-up, the stop flag, the last turn's record."""
 import threading
 import time
-import warnings
 
-from ..cpu import cpu_flags
-from ..errors import OvphiWarning
 from .devices import check_device
-from .ir_folder import check_ir_folder, slow_vision_warning
+from .ir_folder import check_ir_folder
 
 
 class Backend:
@@ -18,9 +15,6 @@ class Backend:
         started = time.perf_counter()
         self.check_folder(model_dir)
         self.device = check_device(device)
-        slow_vision = slow_vision_warning(model_dir, self.device, cpu_flags())
-        if slow_vision:
-            warnings.warn(slow_vision, OvphiWarning, stacklevel=2)
         self.stop_requested = threading.Event()
         self.last_timings = None
         self.last_answer_ids = []
