@@ -2,8 +2,8 @@
 
 Weight-only INT8 unpacks the CLIP weights on every call and computes in float; with INT8 activations too the
 encoder runs on the CPU's int8 dot-product units. Measured at full size, one image at 4 crops (5 crops): on a
-Xeon with AMX 2.4 s -> 1.2 s; on an AMD EPYC with AVX2 only, where int8 matmuls are emulated, 31.8 s -> 56.8 s.
-So `--vision auto` picks static INT8 only on a CPU with int8 dot products.
+Xeon with AMX 2.4 s -> 1.2 s; on an AMD EPYC with AVX2 only it gains nothing (31 s -> 32 s) and its calibration
+takes 12 minutes. So `--vision auto` picks static INT8 only on a CPU with int8 dot products.
 """
 import numpy as np
 
@@ -19,7 +19,7 @@ def choose_vision(flags):
     found = int8_dot_products(flags)
     if found:
         return "int8-static", f"auto: this CPU has int8 dot products ({', '.join(found)})"
-    return "int8", "auto: this CPU has no int8 dot products (AMX, AVX512-VNNI, AVX-VNNI), where static INT8 is slower"
+    return "int8", "auto: this CPU has no int8 dot products (AMX, AVX512-VNNI, AVX-VNNI), where static INT8 is no faster"
 
 
 def image_crops(processor, image):
