@@ -25,6 +25,7 @@ from pathlib import Path
 from . import roofline
 from .calibration.sources import BUILTIN
 from .convert.manifest import package_versions, read_manifest
+from .cpu import cpu_flags, cpu_model
 from .errors import OvphiError
 from .files import write_folder_atomically
 from .model.image_processing_phi3_v import crop_grid
@@ -183,11 +184,9 @@ def bench_variant(spec, backend, device, precision, extra, scenarios, runs, max_
 
 
 def machine_facts():
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     import openvino as ov
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+    return {"cpu": cpu_model(), "cpu_flags": sorted(cpu_flags()), "cores": os.cpu_count(), "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf(
         "SC_PHYS_PAGES"), "openvino_devices": ov.Core().available_devices, "python": platform.python_version(),
         "versions": package_versions()}
 

@@ -1,20 +1,29 @@
-"""What this CPU can do, from /proc/cpuinfo: whether it has int8 dot-product instructions.
-
-Static INT8 (weights and activations) pays only with them: on an AVX2-only AMD EPYC the static INT8 vision
-encoder ran no faster than the weight-only one (32 s vs 31 s).
-"""
+"""What this CPU is, from /proc/cpuinfo: its model name, its instruction-set flags, and which int8
+dot-product instructions it has (static INT8 pays only with them: benchmarks/README.md)."""
+import platform
 from pathlib import Path
 
 INT8_DOT_PRODUCT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # /proc/cpuinfo names
 
 
-def cpu_flags():
-    """The instruction-set flags of this CPU (empty where there is no /proc/cpuinfo)."""
+def cpuinfo_field(name):
+    """The first value of NAME in /proc/cpuinfo, or None (no such field, or no /proc/cpuinfo)."""
     cpuinfo = Path("/proc/cpuinfo")
     for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_model():
+    """The CPU's model name."""
+    return cpuinfo_field("model name") or platform.processor()
+
+
+def cpu_flags():
+    """The instruction-set flags of this CPU (empty where there is no /proc/cpuinfo)."""
+    return set((cpuinfo_field("flags") or "").split())
 
 
 def int8_dot_products(flags):

@@ -16,6 +16,7 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["openvino"]
+    assert report["machine"]["cpu"] and "sse2" in report["machine"]["cpu_flags"]  # every x86-64 CPU has SSE2
     # the compute roof is measured in the precision the CPU plugin infers in on this CPU
     default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
     assert report["roofline_machine"]["matmul_precision"] == default

@@ -1,9 +1,9 @@
 """Static INT8 for the vision encoder: nncf.quantize, calibrated on the HD crops of a few calibration images.
 
 Weight-only INT8 unpacks the CLIP weights on every call and computes in float; with INT8 activations too the
-encoder runs on the CPU's int8 dot-product units. Measured at full size, one image at 4 crops (5 crops): on a
-Xeon with AMX 2.4 s -> 1.2 s; on an AMD EPYC with AVX2 only it gains nothing (31 s -> 32 s) and its calibration
-takes 12 minutes. So `--vision auto` picks static INT8 only on a CPU with int8 dot products.
+encoder runs on the CPU's int8 dot-product units: at full size it halved the encoder's time on a Xeon with AMX
+and gained nothing on an AVX2-only CPU (benchmarks/README.md). So `--vision auto` picks static INT8 only on a CPU
+with int8 dot products.
 """
 import numpy as np
 
