@@ -1,20 +1,34 @@
 """ovphi: Phi-3.5-vision on Intel CPUs and GPUs with OpenVINO.
 
-Public functions: `make_checkpoint` (random test checkpoints), `convert` (checkpoint -> IR folder),
-`load` (IR folder -> an object that streams answers). Heavy libraries load on first use.
-"""
+    from ovphi import ChatSession, Recipe, convert, load, read_image
+    convert("models/tiny", "models/tiny-int4", Recipe(dataset="builtin"))
+    chat = ChatSession(load("models/tiny-int4"), max_new_tokens=64)
+    for event in chat.ask("Describe the image.", [read_image("photo.jpg")]):
+        print(event.text, end="", flush=True)
 
-_PUBLIC = {
-    "make_checkpoint": "ovphi.model.checkpoint",
-    "convert": "ovphi.convert.convert",
-    "Recipe": "ovphi.convert.convert",
-    "load": "ovphi.runtime",
-}
+`convert` and `Recipe` are imported here, so that `ovphi.convert` is the function whatever was imported
+before (the subpackage ovphi.convert stays importable by name); the runtime loads on first use.
+"""
+from .convert import Recipe, convert
+
+_RUNTIME = {"load", "ChatSession", "GenerationConfig", "RuntimeOptions", "read_image"}
+
+
+def make_checkpoint(kind, out, **options):
+    """A random Phi-3.5-vision checkpoint: `tiny` (tests) or `full` (the real dimensions); see
+    ovphi.model.checkpoint.make_checkpoint."""
+    from .model.checkpoint import make_checkpoint as build
+
+    return build(kind, out, **options)
 
 
 def __getattr__(name):
-    if name not in _PUBLIC:
+    if name not in _RUNTIME:
         raise AttributeError(f"module 'ovphi' has no attribute {name!r}")
-    import importlib
+    from . import runtime
 
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
+    return getattr(runtime, name)
+
+
+__all__ = ["ChatSession", "GenerationConfig", "Recipe", "RuntimeOptions", "convert", "load", "make_checkpoint",
+           "read_image"]

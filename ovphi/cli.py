@@ -1,52 +1,83 @@
-"""`ovphi COMMAND ...`: a thin dispatcher; each command is a module with setup_arg_parser() and main(args)."""
+"""`ovphi COMMAND ...`: a thin dispatcher; each command is a module of ovphi.commands with
+setup_arg_parser() and main(args)."""
 import importlib
 import os
+import re
 import sys
 
 from .errors import OvphiError
 
 COMMANDS = {
-    "make-checkpoint": "ovphi.model.checkpoint_cli",
-    "convert": "ovphi.convert.cli",
-    "ask": "ovphi.runtime.ask",
-    "chat": "ovphi.runtime.chat_cli",
-    "bench": "ovphi.bench",
-    "eval": "ovphi.evaluation.evaluate",
+    "make-checkpoint": "build a random Phi-3.5-vision checkpoint (tiny for tests, full for latency)",
+    "convert": "Hugging Face checkpoint -> OpenVINO IR folder (INT4 AWQ by default)",
+    "ask": "one answer about images, streamed or as JSON",
+    "chat": "an interactive, streaming chat about images",
+    "bench": "latency reports (TTFT, TPOT, memory) as JSON, Markdown and a plot",
+    "eval": "how close a converted model stays to its reference",
 }
+SOURCE_LINE = re.compile(r"\S+\.(cpp|hpp|h|cc):\d+|^Exception from \S+$|/home/jenkins|^\[ ?\w+ ?\]$")
+
+
+def usage():
+    from importlib.metadata import version
+
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: ovphi COMMAND [options]   (ovphi {version('ovphi')}; ovphi COMMAND --help for its options)",
+             "", "commands:"] + [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def quiet_library_logs():
     """Library chatter (warnings about slow processors, export guesses) stays off the user's terminal.
-    transformers reads its level from the environment: importing it here would cost the genai backend,
+    transformers reads its level from the environment: importing it here would cost the genai engine,
     which needs neither it nor torch, 3 s and 0.5 GB."""
     import logging
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a warning on every fork during calibration
-    for name in ("optimum", "nncf"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for library in ("optimum", "nncf"):
+        logging.getLogger(library).setLevel(logging.ERROR)
+
+
+def one_line(error):
+    """What an error says, in one line. OpenVINO's C++ errors put a source location first and the cause
+    after it: keep the cause, drop build paths."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not SOURCE_LINE.search(line)]
+    message = "; ".join(useful[:2]) if useful else (lines[0] if lines else "")
+    if not isinstance(error, OvphiError):  # unforeseen: say what kind, so that "None" still means something
+        message = f"{type(error).__name__}: {message} (OVPHI_DEBUG=1 shows where)"
+    return message
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: ovphi {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"ovphi {version('ovphi')}")
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"ovphi: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
+        return 2
     quiet_library_logs()
-    module = importlib.import_module(COMMANDS[argv[0]])
+    module = importlib.import_module(f"ovphi.commands.{argv[0].replace('-', '_')}")
     args = module.setup_arg_parser().parse_args(argv[1:])
     try:
         return module.main(args) or 0
     except KeyboardInterrupt:
         print(f"ovphi {argv[0]}: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`ovphi ask ... | head -c 1`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # one line for the user; OVPHI_DEBUG=1 shows the traceback
         if os.environ.get("OVPHI_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        if not isinstance(error, OvphiError):  # unforeseen: say what kind, so that "None" still means something
-            message = f"{type(error).__name__}: {message} (OVPHI_DEBUG=1 shows where)"
-        print(f"ovphi {argv[0]}: error: {message}", file=sys.stderr)
+        print(f"ovphi {argv[0]}: error: {one_line(error)}", file=sys.stderr)
         return 1
 
 

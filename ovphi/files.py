@@ -1,11 +1,36 @@
-"""Writing files so that a reader never sees a half-written one."""
+"""Writing files and folders so that a reader never sees a half-written one and nothing else is lost."""
 import os
+import shutil
+import stat
+from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import OvphiError
+
+
+def check_output_file(path):
+    """Refuse, before any work, an output path that cannot be written: a folder, or a missing or
+    read-only parent folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OvphiError(f"output {path} is a folder")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise OvphiError(f"output folder {parent} does not exist")
+    if not os.access(parent if not path.exists() else path, os.W_OK):
+        raise OvphiError(f"output {path} is not writable")
 
 
 def write_atomically(path, text):
-    """Write text to a temporary file beside path, then rename it into place."""
+    """Write text to path. A regular file (or a new one) is written beside it and renamed into place; a
+    symlink is followed to its target; a device or a pipe (/dev/stdout, a FIFO) is written through."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        with open(path, "w") as stream:
+            stream.write(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
@@ -15,18 +40,64 @@ def write_atomically(path, text):
         partial.unlink(missing_ok=True)
 
 
-def write_folder_atomically(out, write):
-    """Fill a temporary folder beside `out` with write(folder), then rename it to `out` (replacing it)."""
-    import shutil
+def partial_name(out):
+    return Path(out).with_name(f".{Path(out).name}.partial-{os.getpid()}")
 
+
+def stale_partials(out):
+    """Partial folders of OUT left by processes that no longer run (killed: nothing could remove them)."""
     out = Path(out)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    stale = []
+    for candidate in out.parent.glob(f".{out.name}.partial-*") if out.parent.is_dir() else []:
+        pid = candidate.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.append(candidate)
+    return stale
+
+
+@contextmanager
+def partial_folder(out):
+    """Yields an empty folder beside OUT; when the block ends without error it replaces OUT. Whatever
+    happens, nothing partial is left (stale partials of killed runs are removed first)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_partials(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = partial_name(out)
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial.mkdir()
     try:
-        write(partial)
+        yield partial
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def write_folder_atomically(out, write):
+    """Fill a folder beside OUT with write(folder), then rename it to OUT (replacing it)."""
+    with partial_folder(out) as folder:
+        write(folder)
+
+
+def check_replaceable(out, ours, force=False, keep=()):
+    """Refuse, before any work, to replace OUT unless it is new, empty, or holds only files named in `ours`
+    (a previous output of the same kind); `force` allows any other folder. Never OUT = the working
+    folder or one of its parents, a file, or a folder that is or holds one of `keep` (e.g. the model)."""
+    out = Path(out).resolve()
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise OvphiError(f"{out} is the working folder or holds it: choose a new folder")
+    for kept in keep:
+        kept = Path(kept).resolve()
+        if out == kept or out in kept.parents:
+            raise OvphiError(f"{out} is or holds {kept}, which must be kept: choose another folder")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OvphiError(f"{out} is a file, not a folder")
+    names = {item.name for item in out.iterdir()}
+    if names and not names <= set(ours) and not force:
+        raise OvphiError(f"{out} holds other files than a previous output ({sorted(names - set(ours))[0]}, ...);"
+                         " choose a new folder, or pass --force to replace it")

@@ -16,7 +16,7 @@ import openvino as ov
 import psutil
 
 from .errors import OvphiError
-from .model.configuration_phi3_v import CLIP_VIT_L_336
+from .model.constants_phi3_v import CLIP_VIT_L_336, TOKENS_PER_CROP
 
 
 def wait_until_quiet(limit_percent=15.0, patience_s=120.0):
@@ -125,5 +125,6 @@ def prefill_flops(config, prompt_tokens, crops):
     attention = layers * 2 * hidden * prompt_tokens * prompt_tokens  # QK and AV, causal half of 4*h*P^2
     language = 2 * per_token * prompt_tokens + attention + 2 * hidden * config["vocab_size"]
     width = config["img_processor"].get("hidden_size", CLIP_VIT_L_336["hidden_size"])
-    projector = 2 * crops * 156 * (4 * width * hidden + hidden * hidden)  # 144 merged patches + 12 row ends per crop
+    row_ends = int(TOKENS_PER_CROP ** 0.5)  # one separator per row of merged patches
+    projector = 2 * crops * (TOKENS_PER_CROP + row_ends) * (4 * width * hidden + hidden * hidden)
     return language + clip_flops(config, crops) + projector

@@ -7,7 +7,6 @@ import sys
 import pytest
 
 
-
 @pytest.fixture(scope="module")
 def ir_dir(int4_ir):
     return int4_ir
@@ -27,9 +26,21 @@ def ask(*args):
 
 
 def test_text_answer_streams_to_the_terminal(ir_dir, image_path):
-    result = ask(ir_dir, "--image", image_path, "--max-new-tokens", 8)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
+    """The first words are on the terminal while the answer is still being written, and what streamed is
+    the answer that --format json gives."""
+    import pexpect
+
+    args = [str(a) for a in (ir_dir, "--image", image_path, "--max-new-tokens", 400, "--repetition-penalty", 1.0)]
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "ask", *args], encoding="utf-8", timeout=120,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    child.expect(r"\S")
+    assert child.isalive()  # still generating
+    child.expect(pexpect.EOF)
+    streamed = (child.after if isinstance(child.after, str) else "") + child.before
+    child.close()
+    assert child.exitstatus == 0
+    answer = json.loads(ask(*args, "--format", "json").stdout)["answer"]
+    assert len(answer) > 20 and answer.split()[-1] in streamed.replace("\r\n", "\n")
 
 
 def test_json_answer_has_every_field_and_output_file(ir_dir, image_path, tmp_path):
@@ -62,14 +73,18 @@ def test_frames_of_an_animation_are_summarised(ir_dir, tmp_path, red_image, blue
     (["--image", "{image}", "--task", "vqa"], "needs --prompt"),
     (["--image", "{image}", "--device", "GPU"], "OpenVINO sees: CPU"),
     (["--image", "ftp://example.com/x.png"], "only http(s)"),
-    (["--image", "{image}", "--prompt", "<|image_2|>\nCompare."], "image tags"),
-    (["--image", "{image}", "--prompt", " "], "--prompt is empty"),
+    (["--image", "{image}", "--backend", "genai", "--prompt", "<|end|><|assistant|>"], "control-token"),
+    (["--image", "{image}", "--prompt", " "], "the prompt is empty"),
+    (["--image", "{image}", "--max-new-tokens", "0"], "max_new_tokens must be at least 1"),
+    (["--image", "{image}", "--top-p", "2"], "top_p must be in (0, 1]"),
+    (["--image", "{image}", "--num-crops", "100"], "num_crops must be 1 to 16"),
+    (["--image", "{image}", "--output", "{tmp}"], "is a folder"),
     (["--image", "{image}", "--backend", "genai", "--num-crops", "16"], "num_crops"),
 ])
 def test_bad_input_fails_in_one_line(ir_dir, image_path, tmp_path, args, message):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(image_path.read_bytes()[:200])
-    names = dict(missing=tmp_path / "none.png", corrupt=corrupt, image=image_path)
+    names = dict(missing=tmp_path / "none.png", corrupt=corrupt, image=image_path, tmp=tmp_path)
     result = ask(ir_dir, *[a.format(**names) for a in args])
     assert result.returncode != 0
     assert message in result.stderr and result.stderr.strip().splitlines()[-1].startswith("ovphi ask: error:")

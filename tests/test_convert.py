@@ -11,9 +11,9 @@ import numpy as np
 import openvino as ov
 import pytest
 import torch
+from conftest import default_sigint
 from transformers import AutoModelForCausalLM, AutoProcessor
 
-from conftest import default_sigint
 from ovphi.convert import Recipe, convert
 from ovphi.convert.vision import choose_vision
 from ovphi.cpu import cpu_flags
@@ -159,14 +159,16 @@ def test_fp32_ir_with_f32_hint_answers_like_pytorch(fp32_ir, tiny_dir, red_image
     (["{missing}", "{out}"], "does not exist"),
     (["{notphi}", "{out}"], "not Phi-3.5-vision"),
     (["{tiny}", "{out}", "--weight-format", "int3"], "unknown weight format"),
-    (["{tiny}", "{out}", "--group-size", "96"], "--group-size -1"),
+    (["{tiny}", "{out}", "--group-size", "96"], "or -1 (per-channel)"),
+    (["{tiny}", "{out}", "--backup-precision", "int2"], "backup precision int2"),
+    (["{tiny}", "{tiny}"], "must be kept"),
     (["{tiny}", "{out}", "--weight-format", "int8", "--awq"], "int4 only"),
     (["{tiny}", "{out}", "--dataset", "local:{empty}"], "0 usable samples"),
     (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "99"], "fewer than --num-samples 99"),
     (["{tiny}", "{out}", "--dataset", "contextual"], "offline, use --dataset builtin"),
     (["{tiny}", "{out}", "--no-awq", "--vision", "int8-static"], "offline, use --dataset builtin"),  # its calibration
     (["{tiny}", "{out}", "--dataset", "builtin", "--num-samples", "1", "--no-awq", "--vision", "int8-static"],
-     "--vision int8"),
+     "vision int8"),
     (["microsoft/Phi-3.5-vision-instruct", "{out}"], "cannot be downloaded"),
 ])
 def test_bad_input_fails_in_one_line(args, message, tiny_dir, tmp_path):
@@ -184,8 +186,10 @@ def test_bad_input_fails_in_one_line(args, message, tiny_dir, tmp_path):
 
 def test_existing_out_is_refused_without_force(tiny_dir, tmp_path):
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
     result = run_cli(tiny_dir, tmp_path / "out")
     assert result.returncode != 0 and "--force" in result.stderr
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
 def test_corrupt_images_in_a_local_set_are_skipped_and_counted(tiny_dir, tmp_path, red_image):
@@ -193,11 +197,14 @@ def test_corrupt_images_in_a_local_set_are_skipped_and_counted(tiny_dir, tmp_pat
         red_image.save(tmp_path / f"good{i}.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     (tmp_path / "prompts.txt").write_text("Describe the image.\n")
+    too_many = run_cli(tiny_dir, tmp_path / "never", "--dataset", f"local:{tmp_path}", "--num-samples", 4)
+    assert too_many.returncode != 0 and "3 usable samples (1 skipped)" in too_many.stderr  # every record was read
     out = tmp_path / "out"
-    result = run_cli(tiny_dir, out, "--dataset", f"local:{tmp_path}", "--num-samples", 3)
+    result = run_cli(tiny_dir, out, "--dataset", f"local:{tmp_path}", "--num-samples", 3, "--vision", "int8")
     assert result.returncode == 0, result.stderr
     calibration = json.loads((out / "ovphi_manifest.json").read_text())["calibration"]
-    assert len(calibration["sample_ids"]) == 3 and len(calibration["skipped"]) <= 1
+    assert sorted(calibration["sample_ids"]) == ["good0.png", "good1.png", "good2.png"]
+    assert [where for where, _ in calibration["skipped"]] in ([], [str(tmp_path / "broken.png")])
 
 
 def test_ctrl_c_leaves_nothing_behind(tiny_dir, tmp_path):

@@ -56,6 +56,9 @@ def test_int4_against_fp16_reports_every_measure_in_range(fp16_ir, int4_ir, tmp_
         assert 0.0 <= row["top1_agreement"] <= 1.0 and row["kl_divergence"] >= 0.0
         assert -1.0 <= row["similarity"] <= 1.0 and row["reference_answer"] is not None
     assert set(report["mean"]) == {"identical", "fdt", "sdt", "top1_agreement", "kl_divergence", "similarity"}
+    means = report["mean"]
+    assert means["kl_divergence"] > 0  # INT4 moves the logits: the measure sees it
+    assert means["top1_agreement"] >= 0.5 and means["similarity"] > 0.5  # but stays near FP16
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

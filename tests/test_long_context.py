@@ -44,17 +44,20 @@ def chat_text(processor, text, images):
 
 
 def pytorch_greedy(model, processor, text, images):
+    """Greedy answer ids, without the stop token where the answer ended on one."""
     inputs = processor(chat_text(processor, text, images), images or None)
+    stops = stop_token_ids(processor.tokenizer)
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False,
-                             eos_token_id=stop_token_ids(processor.tokenizer))
-    return out[0, inputs["input_ids"].shape[1]:].tolist()
+        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=stops)
+    answer = out[0, inputs["input_ids"].shape[1]:].tolist()
+    return answer[:-1] if answer and answer[-1] in stops else answer
 
 
-def runtime_greedy(vlm, text, images):
-    chat = ChatSession(vlm, max_new_tokens=NEW_TOKENS)
-    "".join(chat.ask(text, images))
-    return list(vlm.last_answer_ids), chat.last_timings.prompt_tokens
+def runtime_greedy(engine, text, images):
+    """(answer ids without the stop token, prompt tokens)."""
+    for result in ChatSession(engine, max_new_tokens=NEW_TOKENS).ask(text, images):
+        pass
+    return result.token_ids, result.timings.prompt_tokens
 
 
 # (prompt tokens, images): below, at and above 4096, then far above; images only where genai is not run

@@ -1,9 +1,28 @@
-"""The roofline's FLOP count against the IR that convert exports."""
+"""The roofline's counts: bytes per generated token, prefill FLOPs, and CLIP against the exported IR."""
 import json
 
 import openvino as ov
 
 from ovphi import roofline
+
+SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 4, "vocab_size": 100, "img_processor": {"hidden_size": 32, "num_hidden_layers": 2,
+                                                                         "intermediate_size": 64}}
+
+
+def test_decode_reads_every_weight_and_the_kv_cache_so_far():
+    per_position = 2 * 2 * 4 * 16  # keys and values, 2 layers, 4 heads of 16
+    assert roofline.kv_bytes_per_position(SMALL, kv_bytes=2) == 2 * per_position
+    assert roofline.decode_bytes(1000, SMALL, position=10, kv_bytes=1) == 1000 + 10 * per_position
+
+
+def test_prefill_flops_count_matmuls_attention_clip_and_projector():
+    tokens = 7
+    per_token = 2 * (64 * (64 + 2 * 64) + 64 * 64 + 3 * 64 * 128)  # qkv, o, gate_up and down per layer
+    language = 2 * per_token * tokens + 2 * 2 * 64 * tokens * tokens + 2 * 64 * 100
+    assert roofline.prefill_flops(SMALL, tokens, crops=0) == language
+    projector = 2 * 156 * (4 * 32 * 64 + 64 * 64)  # 144 merged patches + 12 row ends, two linear layers
+    assert roofline.prefill_flops(SMALL, tokens, crops=1) == language + roofline.clip_flops(SMALL, 1) + projector
 
 
 def test_clip_flops_count_the_layers_the_exported_vision_encoder_runs(int4_ir):

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 OUT = Path(__file__).with_name("builtin")
-EVAL_OUT = Path(__file__).parent.parent / "evaluation" / "builtin"
+EVAL_OUT = Path(__file__).with_name("eval_builtin")
 EVAL_PROMPTS = {"caption": "Describe this image in one sentence.", "ocr": "Read all the text in this image."}
 WORDS = ("coffee bread milk tea rice apples paper pens soap juice eggs butter cheese salt honey lamp "
          "chair table window river station school market bridge garden").split()

@@ -1,25 +1,27 @@
-"""(image, instruction) samples from a hub set (`contextual`, `textvqa`, `vqav2`), `local:PATH` or a
-`builtin` set: the calibration set of `ovphi convert` and the evaluation set of `ovphi eval`.
+"""The one home of (image, instruction) sample sources: a hub set (`contextual`, `textvqa`, `vqav2`),
+`local:PATH` or a `builtin` set. They feed `ovphi convert`'s calibration, `ovphi eval` and `ovphi bench`.
 
 One image per sample, long side capped at MAX_SIDE px, so calibration RAM stays bounded.
 """
-import io
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import OvphiError
+from ..images import decode, fetch, to_rgb
 
 MAX_SIDE = 600
-BUILTIN = Path(__file__).with_name("builtin") / "samples.jsonl"
+BUILTIN = Path(__file__).with_name("builtin") / "samples.jsonl"  # calibration: 36 drawn images
+EVAL_BUILTIN = Path(__file__).with_name("eval_builtin") / "samples.jsonl"  # evaluation: 12 others
 HUB_SETS = {
     "contextual": ("ucla-contextual/contextual_test", "test", "image_url", "instruction"),
     "textvqa": ("lmms-lab/textvqa", "validation", "image", "question"),
     "vqav2": ("lmms-lab/VQAv2", "validation", "image", "question"),
 }
+FALLBACK = {"contextual": "textvqa"}  # contextual's image links are largely dead
 CHOICES = "contextual, textvqa, vqav2, builtin or local:PATH"
 
 
@@ -31,15 +33,16 @@ class Sample:
 
 
 @dataclass
-class Calibration:
+class Samples:
     source: str
     samples: list
     skipped: list  # (sample id, reason) of samples that could not be used
+    notes: list = field(default_factory=list)  # what was done instead, e.g. a fallback to another set
 
 
 def capped(image):
     """RGB copy of image with its long side at most MAX_SIDE pixels."""
-    image = image.convert("RGB")
+    image = to_rgb(image)
     scale = max(image.size) / MAX_SIDE
     if scale > 1:
         image = image.resize((int(image.width / scale), int(image.height / scale)), Image.BICUBIC)
@@ -76,12 +79,12 @@ def read_local_records(path):
 
 
 def from_records(source, records, num_samples, seed):
-    """Seeded choice of num_samples usable records; unreadable images are skipped and counted."""
+    """Seeded choice of num_samples usable records (all by default); unreadable images are skipped and counted."""
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     samples, skipped = [], []
     for index in order:
-        if len(samples) == num_samples:
+        if num_samples is not None and len(samples) == num_samples:
             break
         image_path, instruction = records[index]
         try:
@@ -89,66 +92,63 @@ def from_records(source, records, num_samples, seed):
                 samples.append(Sample(str(Path(image_path).name), capped(image), instruction))
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             skipped.append((str(image_path), type(error).__name__))
-    return Calibration(source, samples, skipped)
+    return Samples(source, samples, skipped)
 
 
-def fetch_image(url, timeout=5.0, max_bytes=20 << 20):
-    """The image at an http(s) URL, or None when the link is dead, slow or not an image."""
-    import requests
+def hub_rows(repo, split):
+    """The rows of a hub set, streamed; OvphiError when the hub cannot be reached."""
+    import datasets
 
     try:
-        response = requests.get(url, timeout=timeout, stream=True)
-        response.raise_for_status()
-        content = response.raw.read(max_bytes + 1, decode_content=True)
-        if len(content) > max_bytes:
-            return None
-        return Image.open(io.BytesIO(content))
-    except (requests.RequestException, OSError, UnidentifiedImageError):
-        return None
+        rows = iter(datasets.load_dataset(repo, split=split, streaming=True))
+        first = next(rows)
+    except Exception as error:  # datasets raises many types when the hub is unreachable
+        raise OvphiError(f"cannot load dataset {repo} from the Hugging Face hub ({type(error).__name__});"
+                         " offline, use --dataset builtin or --dataset local:PATH") from None
+    yield first
+    yield from rows
 
 
 def from_hub(name, num_samples):
-    """Stream a hub set in its published order, skipping samples whose image cannot be had."""
-    import datasets
-
+    """A hub set's samples in its published order, skipping those whose image cannot be had."""
     repo, split, image_column, text_column = HUB_SETS[name]
-    try:
-        stream = datasets.load_dataset(repo, split=split, streaming=True)
-        rows = iter(stream)
-        first = next(rows)
-    except Exception as error:  # datasets raises many types when the hub is unreachable
-        raise OvphiError(
-            f"cannot load dataset '{name}' ({repo}) from the Hugging Face hub"
-            f" ({type(error).__name__}); offline, use --dataset builtin or --dataset local:PATH"
-        ) from None
     samples, skipped = [], []
-    for index, row in enumerate(_chain(first, rows)):
+    for index, row in enumerate(hub_rows(repo, split)):
         if len(samples) == num_samples:
             break
         value = row[image_column]
-        image = fetch_image(value) if isinstance(value, str) else value
-        if image is None:
-            skipped.append((f"{repo}#{index}", "image unreachable"))
+        try:
+            image = decode(fetch(value), value) if isinstance(value, str) else value
+        except OvphiError as error:
+            skipped.append((f"{repo}#{index}", str(error)))
             continue
         samples.append(Sample(f"{repo}#{index}", capped(image), row[text_column]))
-    return Calibration(name, samples, skipped)
+    return Samples(name, samples, skipped)
 
 
-def _chain(first, rest):
-    yield first
-    yield from rest
+def load_samples(source, num_samples=None, seed=0, builtin=BUILTIN):
+    """Samples of a source name (see CHOICES); num_samples None: all of a local or builtin set, 12 of a
+    hub set. A `contextual` that cannot give num_samples images falls back to `textvqa`, with a note."""
+    if source in HUB_SETS:
+        wanted = num_samples or 12
+        found = from_hub(source, wanted)
+        if len(found.samples) < wanted and source in FALLBACK:
+            note = (f"{source} gave {len(found.samples)} of {wanted} images ({len(found.skipped)} links dead);"
+                    f" using {FALLBACK[source]} instead")
+            print(f"note: {note}", flush=True)
+            found = from_hub(FALLBACK[source], wanted)
+            found.notes.append(note)
+        return found
+    if source == "builtin":
+        return from_records("builtin", read_local_records(builtin), num_samples, seed)
+    if source.startswith("local:"):
+        return from_records(source, read_local_records(source[len("local:"):]), num_samples, seed)
+    raise OvphiError(f"unknown sample source '{source}': choose {CHOICES}")
 
 
 def load_calibration(source, num_samples, seed=0):
-    """Calibration samples from a source name; raises OvphiError unless num_samples usable ones exist."""
-    if source in HUB_SETS:
-        calibration = from_hub(source, num_samples)
-    elif source == "builtin":
-        calibration = from_records("builtin", read_local_records(BUILTIN), num_samples, seed)
-    elif source.startswith("local:"):
-        calibration = from_records(source, read_local_records(source[len("local:"):]), num_samples, seed)
-    else:
-        raise OvphiError(f"unknown calibration source '{source}': choose {CHOICES}")
+    """Calibration samples; raises OvphiError unless num_samples usable ones exist."""
+    calibration = load_samples(source, num_samples, seed)
     if len(calibration.samples) < num_samples:
         raise OvphiError(
             f"source '{source}' has {len(calibration.samples)} usable samples"

@@ -7,7 +7,6 @@ and renamed into place at the end, so an interrupted run never leaves an IR that
 """
 import hashlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -19,7 +18,9 @@ from pathlib import Path
 
 from ..cpu import cpu_flags
 from ..errors import OvphiError
+from ..files import check_replaceable, partial_folder
 from ..model import copy_model_code, register_auto_classes
+from ..model.constants_phi3_v import AUTO_MAP
 from ..model.tokens import stop_token_ids
 from ..resources import peak_rss_bytes
 from .manifest import MANIFEST, package_versions
@@ -39,7 +40,7 @@ class Recipe:
     sym: bool = False
     group_size: int = 128
     ratio: float = 1.0
-    awq: bool = True
+    awq: bool | None = None  # None: on for int4, off otherwise
     scale_estimation: bool = False
     gptq: bool = False
     dataset: str = "contextual"
@@ -47,6 +48,10 @@ class Recipe:
     backup_precision: str = "int8_asym"
     seed: int = 0
     vision: str = "auto"  # "int8-static" where this CPU has int8 dot products, else "int8": weight-only
+
+    def __post_init__(self):
+        if self.awq is None:
+            self.awq = self.weight_format == "int4"
 
     @property
     def compressed(self):
@@ -65,23 +70,25 @@ class Recipe:
         if self.weight_format not in ("fp32", "fp16", "int8", "int4"):
             raise OvphiError(f"unknown weight format '{self.weight_format}': choose fp32, fp16, int8 or int4")
         if self.weight_format != "int4" and (self.awq or self.scale_estimation or self.gptq):
-            raise OvphiError(f"AWQ, scale estimation and GPTQ apply to int4 only; use --no-awq with {self.weight_format}")
+            raise OvphiError(f"AWQ, scale estimation and GPTQ apply to int4 only, not {self.weight_format}")
         if not 0 < self.ratio <= 1:
-            raise OvphiError(f"--ratio {self.ratio} must be in (0, 1]")
+            raise OvphiError(f"ratio {self.ratio} must be in (0, 1]")
         if self.num_samples < 1:
-            raise OvphiError("--num-samples must be at least 1")
+            raise OvphiError("num_samples must be at least 1")
+        if self.backup_precision not in ("int8_asym", "int8_sym", "none"):
+            raise OvphiError(f"backup precision {self.backup_precision} is not one of int8_asym, int8_sym, none")
         if self.vision not in ("auto", "int8-static", "int8"):
             raise OvphiError(f"unknown vision quantization '{self.vision}': choose auto, int8-static or int8")
         if self.static_vision and self.num_samples < 2:
-            raise OvphiError("--vision int8-static needs --num-samples 2 or more (one is held out); or use --vision int8")
+            raise OvphiError("static INT8 vision needs 2 samples or more (one is held out); or use vision int8")
         if self.weight_format == "int4" and self.group_size > 0:
             widths = {config["hidden_size"], config["intermediate_size"]}
             bad = sorted(w for w in widths if w % self.group_size)
             if bad:
                 divisors = [g for g in (32, 64, 128) if all(w % g == 0 for w in widths)]
                 raise OvphiError(
-                    f"--group-size {self.group_size} does not divide the language model's input widths {bad};"
-                    f" use --group-size {divisors[-1] if divisors else -1} or --group-size -1 (per-channel)"
+                    f"group size {self.group_size} does not divide the language model's input widths {bad};"
+                    f" use group size {divisors[-1] if divisors else -1} or -1 (per-channel)"
                 )
 
     def quantization_config(self, processor_dir):
@@ -140,13 +147,9 @@ def complete_ir_folder(ir_dir, source, trust_remote_code):
             shutil.copy(item, ir_dir / item.name)
     if not trust_remote_code:
         copy_model_code(ir_dir)
-        for name, key, value in [("config.json", "AutoConfig", "configuration_phi3_v.Phi3VConfig"),
-                                 ("config.json", "AutoModelForCausalLM", "modeling_phi3_v.Phi3VForCausalLM"),
-                                 ("preprocessor_config.json", "AutoProcessor", "processing_phi3_v.Phi3VProcessor"),
-                                 ("preprocessor_config.json", "AutoImageProcessor",
-                                  "image_processing_phi3_v.Phi3VImageProcessor")]:
+        for name, classes in AUTO_MAP.items():
             settings = json.loads((ir_dir / name).read_text())
-            settings.setdefault("auto_map", {})[key] = value
+            settings["auto_map"] = settings.get("auto_map", {}) | classes
             (ir_dir / name).write_text(json.dumps(settings, indent=2))
     tokenizer = AutoTokenizer.from_pretrained(ir_dir)
     stops = stop_token_ids(tokenizer)
@@ -170,12 +173,12 @@ def export(source, export_dir, recipe, trust_remote_code):
                 convert_tokenizer=True, ov_config=OVConfig(dtype=dtype))
 
 
-def compress(export_dir, out_dir, recipe, calibration):
+def compress(export_dir, out_dir, recipe, calibration, trust_remote_code=False):
     """nncf weight compression through optimum-intel's OVQuantizer, calibrated one image at a time."""
     import datasets
     from optimum.intel import OVConfig, OVModelForVisualCausalLM, OVQuantizer
 
-    model = OVModelForVisualCausalLM.from_pretrained(export_dir, compile=False)
+    model = OVModelForVisualCausalLM.from_pretrained(export_dir, compile=False, trust_remote_code=trust_remote_code)
     calibration_dataset = None
     if recipe.data_aware:
         calibration_dataset = datasets.Dataset.from_dict({
@@ -197,36 +200,40 @@ def step(number, total, text, started, interrupted):
 
 @contextmanager
 def remembered_interrupts():
-    """Yields a function that tells whether Ctrl-C was pressed inside the block. Ctrl-C still raises
-    KeyboardInterrupt, but a library may turn that into another error (OpenVINO's PyTorch frontend: "Check
-    'false' failed") or swallow it and carry on (seen during optimum's export); convert asks between steps."""
+    """Yields a function that tells whether Ctrl-C (SIGINT) or SIGTERM (timeout, docker stop, systemd) came
+    inside the block. Either raises KeyboardInterrupt, but a library may turn that into another error
+    (OpenVINO's PyTorch frontend: "Check 'false' failed") or swallow it and carry on (seen during optimum's
+    export); convert asks between steps."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         yield lambda: False
         return
-    pressed = []
+    received = []
 
-    def on_interrupt(signum, frame):
-        pressed.append(signum)
+    def on_signal(signum, frame):
+        received.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: bool(pressed)
+        yield lambda: bool(received)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def convert(model, out, recipe=None, revision=None, trust_remote_code=False, force=False):
-    """Convert MODEL (hub id or folder) to an OpenVINO IR folder at OUT. Returns the manifest as a dict."""
+    """Convert MODEL (hub id or folder) to an OpenVINO IR folder at OUT. Returns the manifest as a dict.
+    An existing OUT is replaced only with force; OUT is never the model folder or one that holds it."""
     from ..calibration.sources import load_calibration
 
     recipe = recipe or Recipe()
     model = str(model)
     started = time.perf_counter()
     out = Path(out)
-    if out.exists() and not force:
-        raise OvphiError(f"{out} exists; pass --force to replace it")
     source, config = resolve_model(model, revision)
+    check_replaceable(out, ours=(), force=force, keep=[source])
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OvphiError(f"{out} exists; pass --force to replace it")
     chosen_because = None
     if recipe.vision == "auto":
         vision_choice, chosen_because = choose_vision(cpu_flags())
@@ -238,10 +245,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
     calibration = load_calibration(recipe.dataset, recipe.num_samples, recipe.seed) if needs_samples else None
     if not trust_remote_code:
         register_auto_classes()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    with remembered_interrupts() as interrupted:
+    with remembered_interrupts() as interrupted, partial_folder(out) as work:
         try:
             total = 2 + recipe.compressed + recipe.static_vision
             step(1, total, f"exporting {source} to OpenVINO IR", started, interrupted)
@@ -252,7 +256,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             if recipe.compressed:
                 awq = f", AWQ on {recipe.num_samples} samples" if recipe.data_aware else ""
                 step(2, total, f"compressing weights ({recipe.weight_format}{awq})", started, interrupted)
-                compress(work / "export", work / "ir", recipe, calibration)
+                compress(work / "export", work / "ir", recipe, calibration, trust_remote_code)
                 ir_dir = work / "ir"
             if recipe.static_vision:
                 images = min(recipe.num_samples - 1, CALIBRATION_IMAGES)
@@ -271,7 +275,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 "recipe": asdict(recipe) | {"data_aware": recipe.data_aware},
                 "calibration": None if calibration is None else {
                     "source": calibration.source, "sample_ids": [s.sample_id for s in calibration.samples],
-                    "skipped": calibration.skipped},
+                    "skipped": calibration.skipped, "notes": calibration.notes},
                 "vision": vision,
                 "stop_token_ids": stop_ids,
                 "rope_tables_restored_to_f32": restored,
@@ -281,15 +285,14 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 "peak_rss_bytes": peak_rss_bytes(),
             }
             (ir_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            for item in ir_dir.iterdir():  # the IR, moved up into the folder that becomes OUT
+                item.rename(work / item.name)
+            shutil.rmtree(work / "export", ignore_errors=True)
+            shutil.rmtree(work / "ir", ignore_errors=True)
             if interrupted():
                 raise KeyboardInterrupt
-            if out.exists():
-                shutil.rmtree(out)
-            ir_dir.rename(out)
             return manifest
         except Exception as error:
             if interrupted():
                 raise KeyboardInterrupt from error
             raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)

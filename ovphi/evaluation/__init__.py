@@ -1,1 +1,1 @@
-"""`ovphi eval`: how close a converted model stays to its reference (builtin evaluation set in builtin/)."""
+"""`ovphi eval`'s library: how close a converted model stays to its reference (evaluate.py, metrics.py, similarity.py)."""

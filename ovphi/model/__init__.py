@@ -3,7 +3,7 @@
 Importing this package loads no torch; the model modules are imported where they are used.
 """
 
-MODEL_CODE = ["configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
+MODEL_CODE = ["constants_phi3_v.py", "configuration_phi3_v.py", "modeling_phi3_v.py", "image_processing_phi3_v.py", "processing_phi3_v.py"]
 
 
 def copy_model_code(folder):
@@ -17,8 +17,13 @@ def copy_model_code(folder):
 
 def register_auto_classes():
     """Let transformers' Auto classes build this implementation for phi3_v, so no checkpoint code runs."""
-    from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoModelForImageTextToText,
-                              AutoProcessor)
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+    )
 
     from .configuration_phi3_v import Phi3VConfig
     from .image_processing_phi3_v import Phi3VImageProcessor

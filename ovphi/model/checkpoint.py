@@ -1,7 +1,6 @@
 """Build Phi-3.5-vision checkpoints with random weights: `tiny` for tests, `full` (real dimensions) for latency."""
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -9,11 +8,12 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import OvphiError
-from .configuration_phi3_v import CLIP_VIT_L_336, Phi3VConfig
+from ..files import partial_folder
+from .configuration_phi3_v import Phi3VConfig
+from .constants_phi3_v import AUTO_MAP, CLIP_MEAN, CLIP_REPO, CLIP_STD, CLIP_VIT_L_336, TOKENS_PER_CROP
 from .tokenizer import build_tokenizer
 from .tokens import stop_token_ids
 
-CLIP_REPO = "openai/clip-vit-large-patch14-336"
 CLIP_SNAPSHOT = "ce19dc912ca5cd21c8a653c79e251e7ae4e8a6a0"  # revision name of the cached CLIP config
 
 # Real Phi-3.5-vision dimensions (../shared/phi35v/config.json).
@@ -41,14 +41,13 @@ def make_config(kind, vocab_size=None, layers=None):
         sizes["num_hidden_layers"] = layers
     head_dim = sizes["hidden_size"] // sizes["num_attention_heads"]
     img_processor = {"image_dim_out": 1024, "model_name": CLIP_REPO, "name": "clip_vision_model",
-                     "num_img_tokens": 144}
+                     "num_img_tokens": TOKENS_PER_CROP}
     if kind == "tiny":
         img_processor.update(TINY_CLIP)
     config = Phi3VConfig(rope_scaling=rope_factors(head_dim), img_processor=img_processor,
                          sliding_window=262144, torch_dtype="bfloat16" if kind == "full" else "float32", **sizes)
     config.architectures = ["Phi3VForCausalLM"]
-    config.auto_map = {"AutoConfig": "configuration_phi3_v.Phi3VConfig",
-                       "AutoModelForCausalLM": "modeling_phi3_v.Phi3VForCausalLM"}
+    config.auto_map = dict(AUTO_MAP["config.json"])
     return config
 
 
@@ -87,11 +86,9 @@ def write_processor_files(out, tokenizer, num_crops):
     """Tokenizer, chat template, preprocessor config and the model's own code (loaded through auto_map)."""
     tokenizer.save_pretrained(out)
     preprocessor = {
-        "auto_map": {"AutoProcessor": "processing_phi3_v.Phi3VProcessor",
-                     "AutoImageProcessor": "image_processing_phi3_v.Phi3VImageProcessor"},
-        "num_crops": num_crops, "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711], "image_processor_type": "Phi3VImageProcessor",
-        "processor_class": "Phi3VProcessor", "num_img_tokens": 144,
+        "auto_map": AUTO_MAP["preprocessor_config.json"], "num_crops": num_crops, "image_mean": CLIP_MEAN,
+        "image_std": CLIP_STD, "image_processor_type": "Phi3VImageProcessor",
+        "processor_class": "Phi3VProcessor", "num_img_tokens": TOKENS_PER_CROP,
     }
     (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     from . import copy_model_code
@@ -178,19 +175,11 @@ def make_checkpoint(kind, out, seed=0, layers=None, force=False):
     out = Path(out)
     if out.exists() and not force:
         raise OvphiError(f"{out} exists (use --force to replace it)")
+    if kind not in ("tiny", "full"):
+        raise OvphiError(f"unknown checkpoint kind {kind!r}: choose tiny or full")
     start = time.perf_counter()
     ensure_clip_config()
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    if kind == "tiny":
-        build_tiny(partial, seed)
-    elif kind == "full":
-        build_full(partial, seed, layers)
-    else:
-        raise OvphiError(f"unknown checkpoint kind {kind!r}: choose tiny or full")
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    with partial_folder(out) as partial:
+        build_tiny(partial, seed) if kind == "tiny" else build_full(partial, seed, layers)
     return time.perf_counter() - start
 

@@ -1,11 +1,7 @@
 """Phi-3.5-vision configuration (model_type "phi3_v"), compatible with the published config.json."""
 from transformers import PretrainedConfig
 
-CLIP_VIT_L_336 = {
-    "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
-    "image_size": 336, "patch_size": 14, "projection_dim": 768, "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5,
-}
+from .constants_phi3_v import CLIP_REPO, CLIP_VIT_L_336, TOKENS_PER_CROP
 
 
 class Phi3VConfig(PretrainedConfig):
@@ -69,8 +65,8 @@ class Phi3VConfig(PretrainedConfig):
             "use_hd_transform": True, "with_learnable_separator": True,
         }
         self.img_processor = img_processor or {
-            "image_dim_out": 1024, "model_name": "openai/clip-vit-large-patch14-336",
-            "name": "clip_vision_model", "num_img_tokens": 144,
+            "image_dim_out": 1024, "model_name": CLIP_REPO,
+            "name": "clip_vision_model", "num_img_tokens": TOKENS_PER_CROP,
         }
         super().__init__(
             bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,

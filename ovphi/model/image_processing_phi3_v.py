@@ -7,9 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-CROP = 336
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+from .constants_phi3_v import CLIP_MEAN, CLIP_STD, CROP, TOKENS_PER_CROP
 
 
 def crop_grid(width, height, num_crops):
@@ -32,7 +30,7 @@ def crop_grid(width, height, num_crops):
     return long_crops, short_crops, new_long, new_short
 
 
-def num_image_tokens(rows, cols, tokens_per_crop=144):
+def num_image_tokens(rows, cols, tokens_per_crop=TOKENS_PER_CROP):
     """Image tokens of an image split into rows x cols crops: sub grid, separators, global view."""
     side = int(math.isqrt(tokens_per_crop))
     return (rows * cols + 1) * tokens_per_crop + 1 + (rows + 1) * side
@@ -41,7 +39,7 @@ def num_image_tokens(rows, cols, tokens_per_crop=144):
 class Phi3VImageProcessor(BaseImageProcessor):
     model_input_names = ["pixel_values", "image_sizes", "num_img_tokens"]
 
-    def __init__(self, num_crops=1, image_mean=None, image_std=None, num_img_tokens=144, do_convert_rgb=True,
+    def __init__(self, num_crops=1, image_mean=None, image_std=None, num_img_tokens=TOKENS_PER_CROP, do_convert_rgb=True,
                  **kwargs):
         super().__init__(**kwargs)
         self.num_crops = num_crops

@@ -1,56 +1,28 @@
-"""Load a phi3_v OpenVINO IR folder and stream answers about images.
+"""Load a phi3_v model folder and stream answers about images.
 
-    from ovphi.runtime import load, read_image
+    from ovphi.runtime import ChatSession, load, read_image
     chat = ChatSession(load("models/tiny-int4"), max_new_tokens=64)
-    for piece in chat.ask("Describe the image.", [read_image("photo.jpg")]):
-        print(piece, end="", flush=True)
+    for event in chat.ask("Describe the image.", [read_image("photo.jpg")]):
+        print(event.text, end="", flush=True)
+    print(event.timings)  # the last event is the turn's TurnResult
+
+An engine (engine.py) is found by name in the registry (registry.py); GenerationConfig and
+RuntimeOptions (config.py) say what a turn and the device should do.
 """
-import os
-from pathlib import Path
-
-from .chat import ChatSession
-from .images import read_image
-
-BACKENDS = ("optimum", "genai", "pytorch", "optimum-stock", "genai-stock")
-
-
-def openvino_options(model_dir, performance_hint="LATENCY", cache=True, precision=None, kv_cache_precision=None,
-                     extra=None):
-    """OpenVINO properties: performance hint, compiled-model cache in MODEL_DIR/model_cache, precisions,
-    and any `extra` properties (e.g. {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "64"})."""
-    options = {"PERFORMANCE_HINT": performance_hint}
-    if cache and os.access(model_dir, os.W_OK):
-        options["CACHE_DIR"] = str(Path(model_dir) / "model_cache")
-    if precision:
-        options["INFERENCE_PRECISION_HINT"] = precision
-    if kv_cache_precision:
-        options["KV_CACHE_PRECISION"] = kv_cache_precision
-    return options | dict(extra or {})
+from ..images import read_image
+from .config import GenerationConfig, RuntimeOptions
+from .conversation import Conversation, ImagePart
+from .engine import Chunk, TurnResult
+from .registry import DEFAULT, engine_class
+from .session import ChatSession
 
 
-def load(model_dir, device="CPU", backend="optimum", **options):
-    """The model of an IR folder on a device ('CPU', 'GPU', 'GPU.1', 'AUTO') with backend 'optimum' or
-    'genai', or of a checkpoint folder with backend 'pytorch' (precision f32 or bf16); options go to
-    `openvino_options`. 'optimum-stock' and 'genai-stock' are the runtimes with their own defaults (no
-    options), for comparison. Wrap the result in a ChatSession to talk to it."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
-    if backend == "genai":
-        from .genai_backend import GenaiVLM as backend_class
-    elif backend == "pytorch":
-        from .torch_backend import TorchVLM as backend_class
-    elif backend == "optimum-stock":
-        from .optimum_stock import StockOptimumVLM as backend_class
-    elif backend == "genai-stock":
-        from .genai_backend import StockGenaiVLM as backend_class
-    else:
-        from .optimum_backend import OptimumVLM as backend_class
-    return backend_class(model_dir, device=device, ov_config=openvino_options(model_dir, **options))
+def load(model_dir, backend=DEFAULT, options=None, **settings):
+    """The engine `backend` (see registry.ENGINES) with MODEL_DIR loaded. options: RuntimeOptions, or its
+    fields as keyword arguments (device='CPU', precision='f32', ...)."""
+    options = options or RuntimeOptions(**settings)
+    return engine_class(backend)(model_dir, options)
 
 
-def parse_model_spec(spec):
-    """'BACKEND:FOLDER' (e.g. 'pytorch:models/tiny') -> (FOLDER, BACKEND); a bare folder -> (folder, None)."""
-    backend, _, folder = spec.partition(":")
-    if folder and backend in BACKENDS:
-        return folder, backend
-    return spec, None
+__all__ = ["ChatSession", "Chunk", "Conversation", "GenerationConfig", "ImagePart", "RuntimeOptions", "TurnResult",
+           "load", "read_image"]

@@ -1,14 +1,13 @@
-"""What one turn cost, in the same fields for both backends (names as openvino.genai's llm_bench uses)."""
-import time
+"""What one turn cost, in the same fields for every engine (names as openvino.genai's llm_bench uses)."""
 from dataclasses import asdict, dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class TurnTimings:
     load_s: float  # loading the model (the same for every turn)
     vision_s: float  # encoding this turn's new images (CLIP crops + projection)
-    ttft_s: float  # from the request to the first generated token
-    tpot_s: float  # mean time per output token after the first
+    ttft_s: float | None  # from the request to the first generated token
+    tpot_s: float | None  # mean time per output token after the first
     total_s: float
     prompt_tokens: int  # the whole conversation's prompt
     processed_tokens: int | None  # prompt tokens prefilled this turn (the rest came from the KV cache)
@@ -22,10 +21,10 @@ class TurnTimings:
         return asdict(self) | {"tokens_per_s": self.tokens_per_s}
 
 
-def turn_timings(load_s, vision_s, started, token_times, prompt_tokens, processed_tokens, answer_ids):
-    """TurnTimings from the start time of a turn and the arrival time of each generated token."""
-    first = token_times[0] - started if token_times else None
+def from_token_times(load_s, vision_s, token_times, total_s, prompt_tokens, processed_tokens):
+    """TurnTimings from the arrival time of each generated token (seconds since the turn started)."""
+    first = token_times[0] if token_times else None
     per_token = (token_times[-1] - token_times[0]) / (len(token_times) - 1) if len(token_times) > 1 else None
-    return TurnTimings(load_s=load_s, vision_s=vision_s, ttft_s=first, tpot_s=per_token,
-                       total_s=time.perf_counter() - started, prompt_tokens=prompt_tokens,
-                       processed_tokens=processed_tokens, answer_tokens=len(answer_ids))
+    return TurnTimings(load_s=load_s, vision_s=vision_s, ttft_s=first, tpot_s=per_token, total_s=total_s,
+                       prompt_tokens=prompt_tokens, processed_tokens=processed_tokens,
+                       answer_tokens=len(token_times))

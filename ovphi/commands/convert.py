@@ -1,12 +1,14 @@
 """`ovphi convert [MODEL] OUT`: Phi-3.5-vision checkpoint -> OpenVINO IR folder (INT4 AWQ by default)."""
 import argparse
 
-from .convert import DEFAULT_MODEL, Recipe, convert
+from ..convert.convert import DEFAULT_MODEL, Recipe, convert
+from .options import HelpFormatter
 
 
 def setup_arg_parser():
     defaults = Recipe()
-    parser = argparse.ArgumentParser(prog="ovphi convert", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ovphi convert", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("model", help=f"hub id (e.g. {DEFAULT_MODEL}) or local checkpoint folder")
     parser.add_argument("out", help="IR folder to write")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
@@ -30,14 +32,13 @@ def setup_arg_parser():
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the calibration sample choice")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the checkpoint's own model code instead of ovphi's implementation")
-    parser.add_argument("--force", action="store_true", help="replace an existing OUT")
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT (never the model folder)")
     return parser
 
 
 def main(args):
-    awq = args.weight_format == "int4" if args.awq is None else args.awq
     recipe = Recipe(weight_format=args.weight_format, sym=args.sym, group_size=args.group_size, ratio=args.ratio,
-                    awq=awq, scale_estimation=args.scale_estimation, gptq=args.gptq, dataset=args.dataset,
+                    awq=args.awq, scale_estimation=args.scale_estimation, gptq=args.gptq, dataset=args.dataset,
                     num_samples=args.num_samples, backup_precision=args.backup_precision, seed=args.seed,
                     vision=args.vision)
     manifest = convert(args.model, args.out, recipe, revision=args.revision,

@@ -13,7 +13,7 @@ PROMPT = "you> "
 @pytest.fixture
 def chat(int4_ir, tmp_path, red_image):
     red_image.save(tmp_path / "red.png")
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"))
     child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
                                            "--max-new-tokens", "16"], env=env, encoding="utf-8", timeout=120,
                           cwd=str(tmp_path))
@@ -37,9 +37,10 @@ def test_two_turns_image_reset_and_save(chat, tmp_path):
     saved = json.loads((tmp_path / "conversation.json").read_text())
     roles = [m["role"] for m in saved["messages"]]
     assert roles == ["user", "assistant", "user", "assistant"]
-    assert saved["messages"][2]["content"].startswith("<|image_2|>")
+    assert saved["messages"][2]["content"][0] == {"type": "image", "number": 2, "source": str(tmp_path / "red.png")}
+    assert saved["messages"][2]["content"][1] == {"type": "text", "text": "And this one?"}
     assert "new conversation" in ask(chat, "/reset")
-    assert "error: the prompt is empty" in ask(chat, "   ")
+    assert "error" not in ask(chat, "   ")  # an empty line is ignored
     assert "unknown command" in ask(chat, "/nope")
     assert "error: image" in ask(chat, "/image missing.png")  # the chat survives its own errors
     assert "/save FILE" in ask(chat, "/help")
@@ -49,7 +50,7 @@ def test_two_turns_image_reset_and_save(chat, tmp_path):
 
 def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(int4_ir, tmp_path, red_image):
     red_image.save(tmp_path / "red.png")
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"))
     child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
                                            "--max-new-tokens", "100000", "--repetition-penalty", "1.0"],
                           env=env, encoding="utf-8", timeout=120, cwd=str(tmp_path), preexec_fn=default_sigint)

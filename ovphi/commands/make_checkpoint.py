@@ -1,12 +1,14 @@
 """`ovphi make-checkpoint tiny|full OUT`: build a random Phi-3.5-vision checkpoint."""
 import argparse
 
+from ..model.checkpoint import make_checkpoint
 from ..resources import peak_rss_bytes
-from .checkpoint import make_checkpoint
+from .options import HelpFormatter
 
 
 def setup_arg_parser():
-    parser = argparse.ArgumentParser(prog="ovphi make-checkpoint", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ovphi make-checkpoint", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("kind", choices=["tiny", "full"], help="tiny: 2 small layers; full: real dimensions")
     parser.add_argument("out", help="output folder")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,203 @@
+"""Latency of each model folder x engine over the scenarios, beside the PyTorch model
+(`pytorch:CHECKPOINT`, fp32 and bf16) as the baseline a user would otherwise run.
+
+Each scenario runs once to warm up (excluded, but the variant's very first request after load is
+reported) and then `runs` times, each run with other images (genai reuses the KV cache of an identical
+prompt, which would hide the prefill). Answers have a fixed length (end-of-sequence ignored). Peak RSS,
+and the seconds from process start to a loaded model, are measured in a separate `ovphi ask` process
+per variant, since measuring memory disturbs timing. The roofline (roofline.py) says what fraction of
+this machine's limits each TTFT and TPOT reaches.
+"""
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import roofline
+from ..calibration.sources import BUILTIN
+from ..convert.manifest import package_versions
+from ..cpu import cpu_flags, cpu_model
+from ..errors import OvphiError
+from ..files import check_replaceable, write_folder_atomically
+from ..images import read_image
+from ..runtime import RuntimeOptions, load, registry
+from .report import markdown, plot
+from .scenarios import SCENARIOS, run_scenario, runs_on
+
+REPORT_FILES = ("report.json", "report.md", "report.png")
+METRICS = ["ttft_s", "tpot_s", "tokens_per_s", "vision_s", "prompt_tokens", "processed_tokens"]
+
+
+def bench_images():
+    """The builtin calibration pictures, varied from run to run."""
+    names = [json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
+    return [read_image(BUILTIN.parent / name) for name in names]
+
+
+def summarise(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def measure_load(model_dir, backend, options):
+    """(engine, load seconds without the compiled-model cache, with it once filled: None for engines that
+    do not use it)."""
+    engine_class = registry.engine_class(backend)
+    if not engine_class.capabilities.compiled_cache:
+        engine = engine_class(model_dir, options)
+        return engine, engine.load_seconds, None
+    cold = engine_class(model_dir, replace(options, cache=False)).load_seconds
+    gc.collect()  # optimum's model objects hold reference cycles: free each load before the next
+    engine_class(model_dir, options)  # fills MODEL_DIR/model_cache
+    gc.collect()
+    engine = engine_class(model_dir, options)
+    return engine, cold, engine.load_seconds
+
+
+def memory_run(model_dir, backend, options, max_new_tokens):
+    """{peak_rss_bytes, rss_file_bytes (file-mapped at the end), ready_s (process start to model loaded)}
+    of a separate `ovphi ask` run on one image."""
+    image = BUILTIN.parent / "scene_0.png"
+    command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
+               "--device", options.device, "--format", "json", "--max-new-tokens", str(max_new_tokens)]
+    command += [f"--ov-option={key}={value}" for key, value in options.properties.items()]
+    command += ["--precision", options.precision] if options.precision else []
+    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise OvphiError(f"memory run of {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
+    answer = json.loads(result.stdout)
+    return {key: answer[key] for key in ("peak_rss_bytes", "rss_file_bytes", "ready_s")}
+
+
+def first_request_after_warm_up(model_dir, backend, options, scenario, pictures, max_new_tokens):
+    """A fresh (cached) load, warm_up(), then the scenario's first request: what `ovphi chat` gives a user
+    who is still typing when the warm-up ends."""
+    engine = load(model_dir, backend, options)
+    seconds = engine.warm_up()
+    timings, _ = run_scenario(engine, SCENARIOS[scenario], pictures, max_new_tokens)
+    return {"warm_up_s": seconds, "ttft_after_warm_up_s": timings.ttft_s}
+
+
+def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tokens):
+    """The decode roof (bytes per token / bandwidth) and the prefill roof (FLOPs / matmul rate) of a
+    scenario, and the fraction of each that the measured TPOT and TTFT reach."""
+    bandwidth = machine["read_bandwidth_bytes_per_s"]["best"]
+    rate = machine["matmul_flops_per_s"]["best"]
+    middle = stats["prompt_tokens"]["median"] + max_new_tokens // 2
+    decode_roof = roofline.decode_bytes(weights, config, middle, kv_bytes) / bandwidth
+    processed = stats["processed_tokens"]  # None when the engine cannot tell
+    prefill_roof = roofline.prefill_flops(config, processed["median"], crops) / rate if processed else None
+    tpot, ttft = stats["tpot_s"]["median"], stats["ttft_s"]["median"]
+    return {"decode_roof_s": decode_roof, "tpot_roof_fraction": decode_roof / tpot if tpot else None,
+            "prefill_roof_s": prefill_roof, "ttft_roof_fraction": prefill_roof / ttft if prefill_roof else None}
+
+
+def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, pictures, machine, log):
+    engine, cold, warm = measure_load(model_dir, backend, options)
+    options = engine.options  # the stock runtimes keep their own defaults
+    weights = engine.language_weight_bytes()
+    variant = {"model": str(model_dir), "ir_dir": str(model_dir), "backend": backend, "device": options.device,
+               "weights": engine.weights_label(), "ov_options": dict(options.properties),
+               "language_weight_bytes": weights, "load_cold_s": cold, "load_cached_s": warm, "scenarios": {}}
+    first_request = None
+    for name in scenarios:
+        scenario = SCENARIOS[name]
+        if not runs_on(scenario, engine):
+            variant["scenarios"][name] = None
+            continue
+        timings = []
+        for run in range(runs + 1):  # run 0 warms up
+            shown = [pictures[(2 * run + i) % len(pictures)] for i in range(2)]
+            measured = run_scenario(engine, scenario, shown, max_new_tokens)
+            if run:
+                timings.append(measured)
+            elif first_request is None:
+                first_request = {"scenario": name, "ttft_s": measured[0].ttft_s, "total_s": measured[0].total_s}
+        stats = {m: summarise([getattr(t, m) for t, _ in timings]) for m in METRICS}
+        stats["roofline"] = roof_fractions(stats, timings[0][1], engine.config, weights, engine.kv_cache_bytes(),
+                                           machine, max_new_tokens)
+        variant["scenarios"][name] = stats
+        if first_request and first_request["scenario"] == name:
+            first_request["steady_ttft_s"] = stats["ttft_s"]["median"]
+        log(f"  {backend:<7} {Path(model_dir).name:<16} {name:<12} TTFT {stats['ttft_s']['median']:.3f} s"
+            f"  TPOT {stats['tpot_s']['median'] * 1000:.1f} ms")
+    del engine
+    gc.collect()
+    if first_request and registry.engine_class(backend).capabilities.runtime_options:  # stock: no warm_up
+        first_request |= first_request_after_warm_up(model_dir, backend, options, first_request["scenario"],
+                                                     pictures[:2], max_new_tokens)
+        gc.collect()  # the memory run loads its own copy: free ours first
+    variant["first_request"] = first_request
+    variant |= memory_run(model_dir, backend, options, max_new_tokens)
+    return variant
+
+
+def machine_facts():
+    import openvino as ov
+
+    return {"cpu": cpu_model(), "cpu_flags": sorted(cpu_flags()), "cores": os.cpu_count(),
+            "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "openvino_devices": ov.Core().available_devices, "python": platform.python_version(),
+            "versions": package_versions()}
+
+
+def plan_variants(models, backends, torch_precisions):
+    """(folder, engine name, precision) of every variant: each folder with each backend, NAME:FOLDER with
+    its engine, and a checkpoint engine once per torch precision."""
+    plan = []
+    for spec in models:
+        folder, backend = registry.split_spec(spec)
+        for name in [backend] if backend else backends:
+            if registry.engine_class(name).capabilities.folder == "checkpoint":
+                plan += [(folder, name, precision) for precision in torch_precisions]
+            else:
+                plan.append((folder, name, None))
+    return plan
+
+
+def bench(models, out, backends=("optimum", "genai"), options=None, scenarios=tuple(SCENARIOS), runs=3,
+          max_new_tokens=32, baseline=0, torch_precisions=("f32", "bf16"), force=False, log=print):
+    """Benchmark model folders x engines with RuntimeOptions `options` (a checkpoint engine: once per torch
+    precision) and write OUT/report.{json,md,png}. Returns the report."""
+    options = options or RuntimeOptions()
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        raise OvphiError(f"unknown scenario {unknown[0]}: choose from {', '.join(SCENARIOS)}")
+    if runs < 1:
+        raise OvphiError("runs must be at least 1")
+    plan = plan_variants(models, backends, torch_precisions)
+    for folder, _, _ in plan:
+        if not Path(folder).is_dir():
+            raise OvphiError(f"model folder {folder} does not exist")
+    if not 0 <= baseline < len(plan):
+        raise OvphiError(f"baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
+    check_replaceable(out, REPORT_FILES, force, keep=[folder for folder, _, _ in plan])
+    pictures = bench_images()
+    machine = roofline.measure_machine()
+    log(f"  read bandwidth {machine['read_bandwidth_bytes_per_s']['best'] / 1e9:.1f} GB/s, "
+        f"{machine['matmul_precision']} matmul {machine['matmul_flops_per_s']['best'] / 1e9:.0f} GFLOP/s")
+    variants = []
+    for folder, backend, precision in plan:
+        variant_options = replace(options, precision=precision) if precision else options
+        variants.append(bench_variant(folder, backend, variant_options, scenarios, runs, max_new_tokens, pictures, machine,
+                                      log))
+        gc.collect()
+    report = {"machine": machine_facts(), "runs": runs, "max_new_tokens": max_new_tokens,
+              "date": time.strftime("%Y-%m-%d %H:%M"), "units": "seconds, bytes, tokens per second",
+              "roofline_machine": machine, "variants": variants}
+
+    def write(folder):
+        (folder / "report.json").write_text(json.dumps(report, indent=2))
+        (folder / "report.md").write_text(markdown(report, baseline))
+        plot(report, folder / "report.png")
+
+    write_folder_atomically(out, write)
+    return report

@@ -1,0 +1,169 @@
+"""`ovphi chat MODEL_DIR [--image IMG]`: an interactive, streaming chat about images.
+
+Commands: /image PATH_OR_URL (attach to the next question), /reset, /save FILE, /help, /quit.
+A line of three double quotes starts and ends a question of several lines. Ctrl-C stops the answer being
+written (the history keeps what was said); Ctrl-C twice at an empty prompt, Ctrl-D or /quit leaves.
+An error never ends the chat: it is one line, and the conversation goes on.
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+from ..errors import OvphiError
+from ..files import write_atomically
+from ..images import read_image
+from ..runtime import ChatSession, Chunk, load
+from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
+
+HELP = ("/image PATH_OR_URL  attach an image to the next question\n"
+        "/reset              start a new conversation\n"
+        "/save FILE          write the conversation as JSON\n"
+        '"""                 start (and end) a question of several lines\n'
+        "/help               this list\n"
+        "/quit               leave (or Ctrl-D); Ctrl-C stops an answer")
+BLOCK = '"""'
+
+
+def setup_arg_parser():
+    parser = argparse.ArgumentParser(prog="ovphi chat", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    add_model_options(parser)
+    parser.add_argument("--image", action="append", default=[], help="attach to the first question; repeatable")
+    parser.add_argument("--history-file", help="line history kept across sessions (default: "
+                                               "$XDG_STATE_HOME/ovphi/chat_history)")
+    add_generation_options(parser, max_new_tokens=512)
+    return parser
+
+
+def run_command(chat, line):
+    """Carry out one /command; returns False when the chat should end."""
+    command, _, argument = line.partition(" ")
+    argument = argument.strip()
+    if command in ("/quit", "/exit"):
+        return False
+    if command == "/help":
+        print(HELP)
+    elif command == "/reset":
+        chat.reset()
+        print("(new conversation)")
+    elif command == "/image":
+        if not argument:
+            raise OvphiError("/image needs a path or URL")
+        chat.attach(read_image(argument), argument)
+        print(f"(image {len(chat.images)} attached to the next question)")
+    elif command == "/save":
+        if not argument:
+            raise OvphiError("/save needs a file name")
+        write_atomically(argument, json.dumps(chat.transcript(), indent=2) + "\n")
+        print(f"(conversation saved to {argument})")
+    else:
+        raise OvphiError(f"unknown command {command}; /help lists them")
+    return True
+
+
+def answer(chat, question):
+    """Stream one answer, then its speed; Ctrl-C ends it early and keeps what was written."""
+    events = chat.ask(question)
+    print("assistant> ", end="", flush=True)
+    try:
+        for event in events:
+            if isinstance(event, Chunk):
+                print(event.text, end="", flush=True)
+        print()
+        timings = event.timings
+        speed = f", {timings.tokens_per_s:.1f} tokens/s" if timings.tokens_per_s else ""
+        print(f"({timings.answer_tokens} tokens, first after {timings.ttft_s or 0:.2f} s{speed})", file=sys.stderr)
+    except KeyboardInterrupt:
+        events.close()
+        print(" [stopped]")
+
+
+def read_question(first_line):
+    """A question: the line itself, or the lines of a \"\"\" block up to the closing \"\"\"."""
+    if first_line != BLOCK:
+        return first_line
+    lines = []
+    while (line := input("... ")) != BLOCK:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def history_file(path):
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return Path(path) if path else state / "ovphi" / "chat_history"
+
+
+def keep_line_history(path):
+    """Line editing and a history that lasts across sessions (where readline exists)."""
+    try:
+        import atexit
+        import readline
+    except ImportError:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            readline.read_history_file(path)
+    except OSError:
+        return
+    readline.set_history_length(1000)
+    atexit.register(lambda: path.parent.exists() and readline.write_history_file(path))
+
+
+def warm_up_in_background(engine):
+    """Start engine.warm_up() on a thread, so that the first inference's one-time costs are paid while the
+    user types; join the thread before the first turn. A failing warm-up is left for that turn to report."""
+    def warm_up():
+        try:
+            engine.warm_up()
+        except Exception:  # the same error comes back, as one line, from the first turn
+            engine.reset()
+
+    thread = threading.Thread(target=warm_up, daemon=True)
+    thread.start()
+    return thread
+
+
+def main(args):
+    generation = generation_config(args)
+    options = runtime_options(args)
+    images = [(read_image(source), source) for source in args.image]
+    print(f"loading {args.model_dir} on {args.device} ({args.backend}) ...", file=sys.stderr, flush=True)
+    chat = ChatSession(load(args.model_dir, args.backend, options), generation)
+    for image, source in images:
+        chat.attach(image, source)
+    warming = warm_up_in_background(chat.engine)
+    keep_line_history(history_file(args.history_file))
+    print(f"ovphi chat: {args.model_dir} on {chat.engine.device} ({chat.engine.name}). /help for commands.")
+    interrupted = False
+    while True:
+        try:
+            line = read_question(input("you> ").strip())
+        except EOFError:
+            print()
+            return
+        except KeyboardInterrupt:
+            if interrupted:
+                print()
+                return
+            print("\n(Ctrl-C again, Ctrl-D or /quit to leave)")
+            interrupted = True
+            continue
+        interrupted = False
+        if not line.strip():
+            continue
+        try:
+            warming.join()
+            if line.startswith("/"):
+                if not run_command(chat, line):
+                    return
+            else:
+                answer(chat, line)
+        except KeyboardInterrupt:
+            print(" [stopped]")
+        except Exception as error:  # the chat outlives any error of a turn or a command
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"error: {message}")

@@ -1,0 +1,119 @@
+"""The one image reader: a local path or an http(s) URL, under one set of limits (a download's size and
+its whole duration, a local file's size), converted to RGB the way a viewer shows it."""
+import io
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import OvphiError
+
+MAX_BYTES = 30 << 20  # a download or a local image file
+DOWNLOAD_SECONDS = 15.0  # the whole download, not each read
+
+
+def fetch(url, seconds=None, max_bytes=None):
+    """The bytes at an http(s) URL, within `seconds` in all and `max_bytes` (default: the module's limits);
+    OvphiError otherwise."""
+    import requests
+
+    seconds, max_bytes = seconds or DOWNLOAD_SECONDS, max_bytes or MAX_BYTES
+    deadline = time.monotonic() + seconds
+    data = bytearray()
+    try:
+        with requests.get(url, timeout=min(seconds, 10.0), stream=True) as response:
+            response.raise_for_status()
+            while block := response.raw.read1(1 << 16, decode_content=True):  # what has arrived, not a full block
+                data += block
+                if len(data) > max_bytes:
+                    raise OvphiError(f"{url} is larger than {max_bytes >> 20} MB")
+                if time.monotonic() > deadline:
+                    raise OvphiError(f"{url} took longer than {seconds:.0f} s to download")
+    except requests.RequestException as error:
+        raise OvphiError(f"cannot fetch {url} ({type(error).__name__})") from None
+    return bytes(data)
+
+
+def read_local(source, max_bytes=None):
+    """The bytes of a local image file (a regular file no larger than max_bytes, default MAX_BYTES)."""
+    path, max_bytes = Path(source), max_bytes or MAX_BYTES
+    try:
+        if path.is_symlink() and not path.exists():
+            raise OvphiError(f"image {source} is a link that leads nowhere (broken, or a loop)")
+        if not path.exists():
+            raise OvphiError(f"image {source} does not exist")
+        if not path.is_file():
+            raise OvphiError(f"image {source} is not a regular file")
+        if path.stat().st_size > max_bytes:
+            raise OvphiError(f"image {source} is larger than {max_bytes >> 20} MB")
+        return path.read_bytes()
+    except OSError as error:  # a symlink loop, no permission
+        raise OvphiError(f"image {source} cannot be opened ({error.strerror or type(error).__name__})") from None
+
+
+def to_rgb(image):
+    """RGB as a viewer shows it: transparency over white, 16-bit and float samples scaled to 8 bits."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda value: value / 256).convert("L")
+    elif image.mode == "F":
+        image = image.convert("L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(data, source):
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return to_rgb(image)
+    except Image.DecompressionBombError:
+        raise OvphiError(f"image {source} is too large (more than {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise OvphiError(f"image {source} cannot be read ({type(error).__name__}: corrupt, truncated or"
+                         " not an image format PIL knows)") from None
+
+
+def read_image(source):
+    """RGB PIL image from a path or an http(s) URL; bad input raises OvphiError with one line."""
+    source = str(source)
+    scheme = urlparse(source).scheme
+    if scheme in ("http", "https"):
+        return decode(fetch(source), source)
+    if scheme and len(scheme) > 1:
+        raise OvphiError(f"{source}: only http(s) URLs and local paths are supported")
+    return decode(read_local(source), source)
+
+
+def read_frames(source, max_frames=8):
+    """Up to max_frames evenly spaced frames of an animated GIF or of a folder of images (name order)."""
+    if max_frames < 1:
+        raise OvphiError("max_frames must be at least 1")
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
+        if not files:
+            raise OvphiError(f"{source} holds no images")
+        return [read_image(p) for p in evenly_spaced(files, max_frames)]
+    data = read_local(source)
+    try:
+        with Image.open(io.BytesIO(data)) as animation:
+            frames = []
+            for index in evenly_spaced(list(range(getattr(animation, "n_frames", 1))), max_frames):
+                animation.seek(index)
+                frames.append(to_rgb(animation))
+            return frames
+    except (UnidentifiedImageError, OSError, EOFError) as error:
+        raise OvphiError(f"{source} cannot be read as an animation ({type(error).__name__})") from None
+
+
+def evenly_spaced(items, count):
+    """count items spread evenly from the first to the last (all of them when there are fewer)."""
+    if len(items) <= count:
+        return list(items)
+    if count == 1:
+        return [items[0]]
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]

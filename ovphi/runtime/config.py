@@ -1,0 +1,91 @@
+"""What a turn should do (GenerationConfig) and what the device should do (RuntimeOptions): two typed
+bundles, each validated once, before any model loads, with the same meaning in every engine."""
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OvphiError
+
+MAX_NUM_CROPS = 16  # Phi-3.5-vision's processor: up to 16 crops per image
+PRECISIONS = ("f32", "bf16", "f16")
+KV_CACHE_PRECISIONS = ("u8", "u4", "i8", "f16", "bf16", "f32")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """One turn's settings. temperature 0 is greedy decoding; above 0 samples with top_p / top_k.
+    num_crops: HD crops per image (None: the model folder's, 4 for Phi-3.5-vision). ignore_eos makes
+    answers of exactly max_new_tokens (benchmarks)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    num_crops: int | None = None
+    ignore_eos: bool = False
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise OvphiError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise OvphiError(f"temperature must be 0 (greedy) or more, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise OvphiError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.top_k < 0:
+            raise OvphiError(f"top_k must be 0 (off) or more, not {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise OvphiError(f"repetition_penalty must be above 0 (1 is off), not {self.repetition_penalty}")
+        if self.num_crops is not None and not 1 <= self.num_crops <= MAX_NUM_CROPS:
+            raise OvphiError(f"num_crops must be 1 to {MAX_NUM_CROPS}, not {self.num_crops}")
+
+    @property
+    def greedy(self):
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how a model runs: device (CPU, GPU, GPU.N, AUTO), inference and KV-cache precision,
+    performance hint, the compiled-model cache in MODEL_DIR/model_cache, and any other OpenVINO
+    properties (e.g. {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "64"}). The PyTorch engine reads `precision`
+    (f32 or bf16) as its dtype."""
+
+    device: str = "CPU"
+    precision: str | None = None
+    kv_cache_precision: str | None = None
+    performance_hint: str = "LATENCY"
+    cache: bool = True
+    properties: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        checks = [("precision", self.precision, PRECISIONS), ("kv_cache_precision", self.kv_cache_precision,
+                                                                KV_CACHE_PRECISIONS),
+                  ("performance_hint", self.performance_hint, PERFORMANCE_HINTS)]
+        for name, value, allowed in checks:
+            if value is not None and value not in allowed:
+                raise OvphiError(f"{name} {value} is not one of {', '.join(allowed)}")
+
+    def openvino_properties(self, model_dir):
+        """The OpenVINO properties these options stand for."""
+        properties = {"PERFORMANCE_HINT": self.performance_hint}
+        if self.cache and os.access(model_dir, os.W_OK):
+            properties["CACHE_DIR"] = str(Path(model_dir) / "model_cache")
+        if self.precision:
+            properties["INFERENCE_PRECISION_HINT"] = self.precision
+        if self.kv_cache_precision:
+            properties["KV_CACHE_PRECISION"] = self.kv_cache_precision
+        return properties | dict(self.properties)
+
+
+def parse_properties(items):
+    """{KEY: VALUE} of 'KEY=VALUE' strings (the --ov-option arguments)."""
+    properties = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise OvphiError(f"--ov-option {item} is not KEY=VALUE")
+        properties[key.strip()] = value
+    return properties

@@ -1,0 +1,197 @@
+"""The engine contract: what every backend implements, and the typed events a turn streams.
+
+An engine loads a model folder, answers one Conversation turn at a time and forgets it on `reset`.
+`stream(conversation, generation)` runs the turn on a worker thread and yields a `Chunk` per piece of
+text (with its token ids and arrival time), then one `TurnResult` (answer, token ids, finish reason,
+timings). Callers ask `capabilities` what an engine can do instead of comparing names; the registry
+(registry.py) maps names to engine classes.
+
+A new engine is one file: subclass Engine, set name / capabilities (/ required_files), implement
+`load_model`, `reset` and `generate`; then add one line to registry.ENGINES.
+"""
+import json
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OvphiError
+from .config import GenerationConfig, RuntimeOptions
+from .devices import check_device
+from .timings import TurnTimings
+
+IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
+            "openvino_vision_embeddings_model.xml", "openvino_vision_projection_model.xml", "config.json",
+            "preprocessor_config.json", "tokenizer_config.json"]
+TOKENIZER_IRS = ["openvino_tokenizer.xml", "openvino_detokenizer.xml"]
+FINISH_REASONS = ("stop", "length", "cancelled")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    folder: str = "ir"  # what the engine loads: "ir" (an `ovphi convert` folder) or "checkpoint" (Hugging Face)
+    logits: bool = False  # score(): teacher-forced logits, for `ovphi eval`
+    num_crops_per_call: bool = False  # GenerationConfig.num_crops may differ from the folder's
+    kv_reuse: bool = False  # a later turn prefills only what the cache lacks
+    runtime_options: bool = True  # honours RuntimeOptions (the stock runtimes keep their own defaults)
+    compiled_cache: bool = False  # loads faster once MODEL_DIR/model_cache is filled
+    openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
+    eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of the answer as it streams."""
+
+    text: str
+    token_ids: list
+    time_s: float  # seconds since the turn started
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """The end of a turn: the whole answer, its token ids (without the stop token), why it ended
+    (stop, length or cancelled) and what it cost."""
+
+    answer: str
+    token_ids: list
+    finish_reason: str
+    timings: TurnTimings
+    text: str = field(default="", repr=False)  # nothing more to print: `print(event.text)` works for every event
+
+
+def read_config(model_dir):
+    """config.json of a model folder, checked to be Phi-3.5-vision's."""
+    config_file = Path(model_dir) / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    if config.get("model_type") != "phi3_v":
+        raise OvphiError(f"{model_dir} holds a '{config.get('model_type')}' model, not Phi-3.5-vision (phi3_v)")
+    return config
+
+
+class Engine(ABC):
+    """A model folder loaded for conversation turns. Subclasses set the class attributes and implement
+    load_model(), reset() and generate()."""
+
+    name = None
+    capabilities = Capabilities()
+    required_files = IR_FILES
+
+    def __init__(self, model_dir, options=None):
+        started = time.perf_counter()
+        self.model_dir = Path(model_dir)
+        options = options or RuntimeOptions()
+        self.check_folder()
+        self.config = read_config(self.model_dir)
+        if self.capabilities.openvino_devices:
+            self.device = check_device(options.device)
+        elif options.device.upper() != "CPU":
+            raise OvphiError(f"the {self.name} engine runs on CPU only, not {options.device}")
+        else:
+            self.device = "CPU"
+        self.options = options if self.capabilities.runtime_options else RuntimeOptions(device=options.device)
+        self.stop_requested = threading.Event()
+        self.load_model()
+        self.reset()
+        self.load_seconds = time.perf_counter() - started
+
+    def check_folder(self):
+        if not self.model_dir.is_dir():
+            raise OvphiError(f"model folder {self.model_dir} does not exist")
+        missing = [name for name in self.required_files if not (self.model_dir / name).exists()]
+        if missing:
+            raise OvphiError(f"{self.model_dir} is not a complete phi3_v IR folder: missing {', '.join(missing)}")
+
+    @abstractmethod
+    def load_model(self):
+        """Load what self.model_dir holds for self.device with self.options."""
+
+    @abstractmethod
+    def reset(self):
+        """Forget the conversation: the next turn starts from an empty cache."""
+
+    @abstractmethod
+    def generate(self, conversation, generation, emit):
+        """Answer the conversation's last user turn on the calling thread: call emit(Chunk) for each piece,
+        end early once self.stop_requested is set, and return the TurnResult."""
+
+    def score(self, conversation, answer_ids, num_crops=None):
+        """Teacher forcing: the logits (len(answer_ids), vocabulary) the model gives each answer token after
+        the conversation. Engines with capabilities.logits implement it."""
+        raise OvphiError(f"the {self.name} engine does not give logits")
+
+    def stream(self, conversation, generation=None):
+        """Yield the turn's Chunks as they come, then its TurnResult. The turn runs on a worker thread;
+        closing the iterator early stops it after the current token. An error in the turn resets the
+        engine and is raised here."""
+        generation = generation or GenerationConfig()
+        self.stop_requested.clear()
+        events = queue.Queue()
+        done = object()
+
+        def work():
+            try:
+                events.put(self.generate(conversation, generation, events.put))
+            except BaseException as error:  # re-raised in the caller's thread
+                events.put(error)
+            finally:
+                events.put(done)
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        try:
+            for event in iter(events.get, done):
+                if isinstance(event, BaseException):
+                    self.reset()
+                    raise event
+                yield event
+        finally:
+            self.stop_requested.set()
+            worker.join()
+
+    def stop(self):
+        """Ask the running turn to end after the current token (its finish reason: cancelled)."""
+        self.stop_requested.set()
+
+    def warm_up(self):
+        """A short text turn, then the vision encoder once where it can run alone; all forgotten. Returns
+        the seconds it took. OpenVINO's CPU plugin repacks every weight on its first inference (about 10 s
+        for the full INT4 model on 2 cores): afterwards the first real request runs at steady speed."""
+        from .conversation import Conversation
+
+        started = time.perf_counter()
+        hello = Conversation()
+        hello.add("user", "Hello")
+        for _ in self.stream(hello, GenerationConfig(max_new_tokens=2, ignore_eos=True)):
+            pass
+        self.warm_up_vision()
+        self.reset()
+        return time.perf_counter() - started
+
+    def warm_up_vision(self):
+        """Run the vision encoder once on its own, where the engine can."""
+
+    def language_weight_bytes(self):
+        """Bytes of language-model weights read per generated token (for the roofline)."""
+        from ..roofline import weight_bytes
+
+        return weight_bytes(self.model_dir)
+
+    def weights_label(self):
+        """How the weights are stored, e.g. int4 (from the folder's manifest)."""
+        from ..convert.manifest import read_manifest
+
+        return ((read_manifest(self.model_dir) or {}).get("recipe") or {}).get("weight_format", "unknown")
+
+    def kv_cache_bytes(self):
+        """Bytes per stored key or value element (the CPU plugin's default KV cache is u8)."""
+        precision = self.options.openvino_properties(self.model_dir).get("KV_CACHE_PRECISION", "u8")
+        return {"f32": 4, "bf16": 2, "f16": 2, "u8": 1, "i8": 1, "u4": 0.5}.get(precision.lower(), 1)
+
+
+def turn_result(answer, token_ids, stopped_by_token, cancelled, timings):
+    """TurnResult with its finish reason: cancelled (stop() was called), stop (a stop token) or length."""
+    reason = "cancelled" if cancelled else "stop" if stopped_by_token else "length"
+    return TurnResult(answer=answer, token_ids=list(token_ids), finish_reason=reason, timings=timings)

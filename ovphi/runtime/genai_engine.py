@@ -1,0 +1,130 @@
+"""Engine `genai`: openvino_genai.VLMPipeline with a ChatHistory, which keeps the KV cache between turns
+itself. Needs no torch or transformers at run time."""
+import json
+import time
+
+import numpy as np
+import openvino as ov
+import openvino_genai
+
+from ..errors import OvphiError
+from ..model.tokens import folder_stop_token_ids
+from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, turn_result
+from .prompt import tagged_text
+from .timings import TurnTimings
+
+
+class RecordingStreamer(openvino_genai.StreamerBase):
+    """genai's TextStreamer (incremental detokenization) that emits Chunks with their token ids."""
+
+    def __init__(self, tokenizer, emit, started, stop_requested):
+        super().__init__()
+        self.emit, self.started, self.stop_requested = emit, started, stop_requested
+        self.token_ids, self.pending = [], []
+        self.text = openvino_genai.TextStreamer(tokenizer, self.on_text)
+
+    def on_text(self, text):
+        self.emit(Chunk(text, self.pending, time.perf_counter() - self.started))
+        self.pending = []
+        return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else \
+            openvino_genai.StreamingStatus.RUNNING
+
+    def write(self, token):
+        tokens = list(token) if isinstance(token, (list, tuple)) else [token]
+        self.token_ids += tokens
+        self.pending = self.pending + tokens
+        status = self.text.write(token)
+        return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else status
+
+    def end(self):
+        self.text.end()
+
+
+def image_tensor(image):
+    """PIL image -> the uint8 (1, H, W, 3) tensor VLMPipeline takes."""
+    return ov.Tensor(np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)[None]))
+
+
+class GenaiEngine(Engine):
+    name = "genai"
+    capabilities = Capabilities(kv_reuse=True, compiled_cache=True)
+    required_files = IR_FILES + TOKENIZER_IRS
+
+    def pipeline_properties(self):
+        # SDPA, not the default paged attention: continuous batching prefills long prompts in chunks, and
+        # LongRoPE then picks its short factors for the chunks before position 4096 (PyTorch: long for all)
+        return {"ATTENTION_BACKEND": "SDPA"} | self.options.openvino_properties(self.model_dir)
+
+    def load_model(self):
+        self.pipe = openvino_genai.VLMPipeline(str(self.model_dir), self.device, **self.pipeline_properties())
+        self.num_crops = json.loads((self.model_dir / "preprocessor_config.json").read_text()).get("num_crops")
+        self.stop_ids = set(folder_stop_token_ids(self.model_dir)) or set(
+            self.pipe.get_generation_config().stop_token_ids)
+
+    def reset(self):
+        self.history, self.sent, self.sent_images, self.cached_tokens = None, [], 0, 0
+
+    def genai_config(self, generation):
+        config = self.pipe.get_generation_config()
+        config.max_new_tokens = generation.max_new_tokens
+        config.do_sample = not generation.greedy
+        config.stop_token_ids = set() if generation.ignore_eos else self.stop_ids
+        config.ignore_eos = generation.ignore_eos
+        config.repetition_penalty = generation.repetition_penalty
+        if not generation.greedy:
+            config.temperature, config.top_p, config.top_k = generation.temperature, generation.top_p, generation.top_k
+            if generation.seed is not None:
+                config.rng_seed = generation.seed
+        return config
+
+    def extend_history(self, conversation):
+        """Append to the ChatHistory what it lacks (returns the new images); a new one when the
+        conversation changed."""
+        rendered, number = [], 1
+        for message in conversation.messages:
+            rendered.append({"role": message.role, "content": tagged_text(message, number)})
+            number += len(message.images)
+        if self.history is None or rendered[:len(self.sent)] != self.sent:
+            if any(message.images for message in conversation.messages[:-1]):
+                raise OvphiError("the genai engine cannot replay a conversation whose earlier turns have images;"
+                                 " use --backend optimum")
+            self.reset()
+            self.history = openvino_genai.ChatHistory()
+        for message in rendered[len(self.sent):]:
+            self.history.append(message)
+        self.sent = rendered
+        images = [part.image for part in conversation.images]
+        new_images, self.sent_images = images[self.sent_images:], len(images)
+        return new_images
+
+    def generate(self, conversation, generation, emit):
+        if generation.num_crops not in (None, self.num_crops):
+            raise OvphiError(f"the genai engine uses the folder's num_crops ({self.num_crops}, in"
+                             " preprocessor_config.json); use --backend optimum for another value")
+        new_images = self.extend_history(conversation)
+        streamer = RecordingStreamer(self.pipe.get_tokenizer(), emit, time.perf_counter(), self.stop_requested)
+        result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
+                                    generation_config=self.genai_config(generation), streamer=streamer)
+        ids = streamer.token_ids
+        stopped_by_token = bool(ids) and ids[-1] in self.stop_ids and not generation.ignore_eos
+        kept = ids[:-1] if stopped_by_token else ids
+        cancelled = self.stop_requested.is_set() and not stopped_by_token and len(ids) < generation.max_new_tokens
+        return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled, self.timings(result.perf_metrics))
+
+    def timings(self, metrics):
+        """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached
+        (None when that cannot be told)."""
+        prompt = metrics.get_num_input_tokens()
+        answer = metrics.get_num_generated_tokens()
+        if not self.cached_tokens:
+            processed = prompt
+        elif self.cached_tokens <= prompt:
+            processed = prompt - self.cached_tokens
+        else:  # the re-tokenized answer is shorter than the generated one: the count is unknown
+            processed = None
+        self.cached_tokens = prompt + answer
+        tpot = metrics.get_tpot().mean / 1000 if answer > 1 else None
+        return TurnTimings(load_s=self.load_seconds, vision_s=metrics.get_vision_encoding_duration().mean / 1000,
+                           ttft_s=metrics.get_ttft().mean / 1000, tpot_s=tpot,
+                           total_s=metrics.get_generate_duration().mean / 1000, prompt_tokens=prompt,
+                           processed_tokens=processed, answer_tokens=answer)

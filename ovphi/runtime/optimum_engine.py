@@ -1,0 +1,86 @@
+"""Engine `optimum`: the IR folder's four models loaded with optimum-intel's OVModelForVisualCausalLM and
+driven turn by turn by the shared KV loop. The language model IR is stateful: its KV cache stays in the
+infer request between turns, so a later turn prefills only its new tokens."""
+import logging
+from pathlib import Path
+
+import openvino as ov
+import torch
+
+from ..model import register_auto_classes
+from ..model.tokens import folder_stop_token_ids
+from ..resources import page_out_mapped_files
+from .engine import Capabilities
+from .kv_loop import KVLoopEngine, KVTurnLoop
+
+
+def load_optimum_model(model_dir, device, properties):
+    """OVModelForVisualCausalLM of an IR folder and its processor, with ovphi's own model code."""
+    from optimum.intel import OVModelForVisualCausalLM
+    from transformers import AutoProcessor
+
+    register_auto_classes()
+    optimum_log = logging.getLogger("optimum")
+    level = optimum_log.level
+    optimum_log.setLevel(logging.ERROR)  # offline, it warns that it could not look the folder up on the hub
+    try:
+        model = OVModelForVisualCausalLM.from_pretrained(str(Path(model_dir).resolve()), device=device,
+                                                         ov_config=properties)
+    finally:
+        optimum_log.setLevel(level)
+    return model, AutoProcessor.from_pretrained(model_dir)
+
+
+class OpenVINOModel:
+    """The four IRs behind the KV loop's four calls (kv_loop.py)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.language = model.language_model
+
+    def text_embeds(self, ids):
+        return torch.from_numpy(self.model.get_text_embeddings(ids))
+
+    def image_features(self, pixel_values, image_sizes):
+        return torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=image_sizes))
+
+    def forward(self, embeds, start, total):
+        out = self.language.forward(
+            input_ids=None, inputs_embeds=embeds, attention_mask=torch.ones(1, total, dtype=torch.long),
+            position_ids=torch.arange(start, total)[None], past_key_values=((),) if start else None)
+        return out.logits[0].float()
+
+    def keep(self, length, cached):
+        if length == 0:
+            self.language.request.reset_state()
+        elif length < cached:
+            for state in self.language.request.query_state():  # (batch, heads, positions, head size)
+                old = state.state
+                end = list(old.shape)
+                end[2] = length
+                kept = ov.Tensor(old.element_type, end)
+                ov.Tensor(old, [0] * len(end), end).copy_to(kept)  # a strided copy in C++, not through numpy
+                state.state = kept
+        self.language._past_length = length
+
+
+class OptimumEngine(KVLoopEngine):
+    name = "optimum"
+    capabilities = Capabilities(logits=True, num_crops_per_call=True, kv_reuse=True, compiled_cache=True)
+
+    def load_model(self):
+        self.model, self.processor = load_optimum_model(self.model_dir, self.device,
+                                                        self.options.openvino_properties(self.model_dir))
+        self.model.language_model.compile()
+        # optimum keeps each IR's graph, which maps the .bin files; compiling with the cache hashed every weight
+        # through that mapping. Paging those pages out keeps the weights from sitting in memory twice beside the
+        # compiled blob (2.4 GB for the full INT4 model); what is still needed is read back on use.
+        page_out_mapped_files(self.model_dir.resolve().glob("*.bin"))
+        self.loop = KVTurnLoop(OpenVINOModel(self.model), self.processor, folder_stop_token_ids(self.model_dir),
+                               self.config["max_position_embeddings"])
+
+    def warm_up_vision(self):
+        from PIL import Image
+
+        inputs = self.processor.image_processor([Image.new("RGB", (336, 336), "white")], num_crops=1)
+        self.loop.model.image_features(inputs["pixel_values"], inputs["image_sizes"])

@@ -1,0 +1,99 @@
+"""The one prompt builder: a Conversation -> the token ids the language model reads.
+
+The folder's chat template lays out the turns (`<|user|>\\n...<|end|>\\n<|assistant|>\\n`). Each image
+becomes its token count of the id -N (N numbered over the conversation from 1; the engine puts the
+image's features there), followed by "\\n", as Phi-3.5-vision's processor does, and every text chunk
+after an image starts with <s> as there. A user's text is text: a control-token string in it
+(`<|end|>`, `<|assistant|>`, `<|image_1|>`) is encoded as the characters it is, never as a token or an
+image. An assistant message that keeps its generated ids is fed back as those ids.
+"""
+import re
+
+from ..errors import OvphiError
+from .conversation import ImagePart
+
+MARKER = "\ue000{}\ue001"  # private-use characters around a message number, swapped for its content
+MARKERS = re.compile("\ue000(\\d+)\ue001")
+IMAGE_TAG = "<|image_{}|>"
+CONTROL_TEXT = re.compile(r"<\|[a-z_0-9]+\|>|</?s>")  # what a runtime with its own template reads as tokens
+
+
+def segments(tokenizer, messages, add_generation_prompt=True):
+    """The prompt as ("template", text), ("text", user text), ("image", N) and ("ids", list) pieces."""
+    rendered = tokenizer.apply_chat_template(
+        [{"role": m.role, "content": MARKER.format(i)} for i, m in enumerate(messages)],
+        add_generation_prompt=add_generation_prompt, tokenize=False)
+    pieces, number = [], 0
+    for index, piece in enumerate(MARKERS.split(rendered)):
+        if index % 2 == 0:
+            pieces.append(("template", piece))
+            continue
+        message = messages[int(piece)]
+        if message.token_ids is not None:
+            pieces.append(("ids", list(message.token_ids)))
+            continue
+        for part in message.parts:
+            if isinstance(part, ImagePart):
+                number += 1
+                pieces += [("image", number), ("template", "\n")]
+            else:
+                pieces.append(("text", part))
+    return pieces
+
+
+def encode_run(tokenizer, run, bos):
+    """Ids of consecutive template and user-text pieces. When no user text holds a special-token string
+    the run is encoded in one piece (the ids a plain tokenizer call gives); else piece by piece, with
+    the tokenizer's special tokens split in the user's text so that they stay text."""
+    specials = tokenizer.added_tokens_encoder
+    if not any(kind == "text" and any(s in text for s in specials) for kind, text in run):
+        return tokenizer("".join(text for _, text in run), add_special_tokens=bos).input_ids
+    ids = [tokenizer.bos_token_id] if bos else []
+    for kind, text in run:
+        ids += tokenizer(text, add_special_tokens=False, split_special_tokens=kind == "text").input_ids
+    return ids
+
+
+def prompt_ids(tokenizer, messages, tokens_per_image, add_generation_prompt=True):
+    """Token ids of the conversation, image N's positions holding -N (tokens_per_image[N - 1] of them)."""
+    ids, run, bos = [], [], True
+
+    def flush():
+        nonlocal bos
+        if run:
+            ids.extend(encode_run(tokenizer, run, bos))
+            run.clear()
+            bos = False
+
+    for kind, value in segments(tokenizer, messages, add_generation_prompt):
+        if kind == "image":
+            flush()
+            if value > len(tokens_per_image):
+                raise OvphiError(f"the conversation has image {value} but {len(tokens_per_image)} were processed")
+            ids += [-value] * tokens_per_image[value - 1]
+            bos = True  # Phi-3-vision starts every text chunk after an image with <s>
+        elif kind == "ids":
+            flush()
+            ids += value
+        else:
+            run.append((kind, value))
+    flush()
+    return ids
+
+
+def tagged_text(message, first_number):
+    """A message as text with `<|image_N|>` tags (images numbered from first_number), for a runtime that
+    applies the template itself (openvino.genai). Refuses user text that such a runtime would read as
+    a control token or an image tag."""
+    texts, number = [], first_number
+    for part in message.parts:
+        if isinstance(part, ImagePart):
+            texts.append(IMAGE_TAG.format(number) + "\n")
+            number += 1
+        elif CONTROL_TEXT.search(part):
+            raise OvphiError("this engine would read the control-token text in the prompt (such as <|end|> or"
+                             " <|image_1|>) as a token: use --backend optimum, which keeps it literal, or"
+                             " remove it (ovphi places image tags itself)")
+        else:
+            texts.append(part)
+    return "".join(texts)

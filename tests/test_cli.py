@@ -1,0 +1,42 @@
+"""The dispatcher: usage, --version, unknown commands, OpenVINO's errors cut to their cause."""
+import subprocess
+import sys
+
+from ovphi.cli import COMMANDS, main, one_line
+from ovphi.errors import OvphiError
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "ovphi", *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_usage_lists_every_command_the_same_way(capsys):
+    assert main([]) == 2 and main(["--help"]) == 0 and main(["help"]) == 0
+    printed = capsys.readouterr().out.split("\n\n", 1)[1]
+    for name in COMMANDS:
+        assert printed.count(f"  {name} ") == 3  # once per usage print
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("ovphi 0.")
+
+
+def test_an_unknown_command_says_so():
+    result = run("nope")
+    assert result.returncode == 2 and "unknown command 'nope'" in result.stderr
+
+
+def test_every_command_shows_its_defaults():
+    for name in COMMANDS:
+        result = run(name, "--help")
+        assert result.returncode == 0 and f"ovphi {name}" in result.stdout
+    assert "(default: LATENCY)" in run("ask", "--help").stdout
+    assert "(default: 128)" in run("convert", "--help").stdout
+
+
+def test_openvino_errors_keep_their_cause_without_build_paths():
+    error = RuntimeError("Exception from src/inference/src/cpp/core.cpp:84:\n"
+                         "Exception from src/frontends/ir/src/ir_deserializer.cpp:712:\n"
+                         "Incorrect weights in bin file!\n")
+    assert one_line(error) == "RuntimeError: Incorrect weights in bin file! (OVPHI_DEBUG=1 shows where)"
+    assert one_line(OvphiError("plain")) == "plain"
+    check = RuntimeError("Check 'x' failed at /home/jenkins/agent/src/plugin.cpp:12:\nunsupported property FOO\n")
+    assert "unsupported property FOO" in one_line(check) and "jenkins" not in one_line(check)
