@@ -14,12 +14,12 @@ MODEL ?= microsoft/Phi-3.5-vision-instruct
 OUT ?= models/phi-3.5-vision-int4
 DATASET ?= contextual
 
-.PHONY: demo test install convert chat bench bench-full bench-int4 clean-models
+.PHONY: demo test install convert chat serve bench bench-full bench-int4 clean-models
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,eval]'
+	$(VENV)/bin/pip install --quiet -e '.[test,eval,serve]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,6 +47,10 @@ MODEL_DIR ?= $(OUT)
 chat: $(VENV)/.installed
 	$(OVPHI) chat $(MODEL_DIR) --image $(IMAGE)
 
+# The OpenAI-compatible API on the folder `make convert` wrote (MODEL_DIR=models/tiny-int4 for the demo model).
+serve: $(VENV)/.installed
+	$(OVPHI) serve $(MODEL_DIR)
+
 # Latency of the demo IR, both backends, beside the PyTorch checkpoint.
 bench: $(TINY_IR)/ovphi_manifest.json
 	$(OVPHI) bench $(TINY_IR) pytorch:$(TINY) --out reports/bench-tiny
@@ -68,14 +72,14 @@ $(FULL)-%/ovphi_manifest.json: $(FULL)/config.json
 bench-full: $(FULL)-int4/ovphi_manifest.json $(FULL)-int8/ovphi_manifest.json $(FULL)-fp16/ovphi_manifest.json
 	$(OVPHI) bench pytorch:$(FULL) $(FULL)-int4 $(FULL)-int8 $(FULL)-fp16 --runs 2 --out benchmarks/reports/full
 
-# The INT4 targets: ovphi's two backends beside optimum-intel and openvino.genai run with their own
-# defaults, and the fastest INT4 recipe measured (symmetric, per-channel), in one run (~45 min).
-$(FULL)-int4-sym-cw/ovphi_manifest.json: $(FULL)/config.json
-	$(OVPHI) convert $(FULL) $(FULL)-int4-sym-cw --sym --group-size -1 --no-awq --dataset builtin --force
-
-bench-int4: $(FULL)-int4/ovphi_manifest.json $(FULL)-int4-sym-cw/ovphi_manifest.json
-	$(OVPHI) bench $(FULL)-int4 optimum-stock:$(FULL)-int4 genai-stock:$(FULL)-int4 $(FULL)-int4-sym-cw \
-		--runs 2 --out benchmarks/reports/full-int4
+# The INT4 targets: ovphi's two engines beside optimum-intel and openvino.genai run with their own defaults,
+# first turns, conversations, a new conversation about the same picture and a fresh process, in one run
+# (~45 min). The report goes in a folder of this kind of CPU (e.g. full-int4-intel-xeon-amx).
+CPU_KIND = $(shell $(PY) -c "from ovphi.cpu import cpu_kind; print(cpu_kind())" 2>/dev/null)
+bench-int4: $(FULL)-int4/ovphi_manifest.json
+	$(OVPHI) bench $(FULL)-int4 genai-stock:$(FULL)-int4 optimum-stock:$(FULL)-int4 --runs 2 \
+		--scenario image_nc4 --scenario second_turn --scenario chat_3turns --scenario repeat_image \
+		--scenario ask_cold --out benchmarks/reports/full-int4-$(CPU_KIND)
 
 clean-models:
 	rm -rf models

@@ -14,6 +14,8 @@ COMMANDS = {
     "chat": "an interactive, streaming chat about images",
     "bench": "latency reports (TTFT, TPOT, memory) as JSON, Markdown and a plot",
     "eval": "how close a converted model stays to its reference",
+    "serve": "the warm model behind an OpenAI-compatible HTTP API",
+    "export-ovms": "make an IR folder servable by OpenVINO Model Server",
 }
 SOURCE_LINE = re.compile(r"\S+\.(cpp|hpp|h|cc):\d+|^Exception from \S+$|/home/jenkins|^\[ ?\w+ ?\]$")
 

@@ -29,3 +29,14 @@ def cpu_flags():
 def int8_dot_products(flags):
     """The int8 dot-product instruction sets among FLAGS, in INT8_DOT_PRODUCT_FLAGS order."""
     return [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags]
+
+
+def cpu_kind(model=None, flags=None):
+    """A short name for the kind of CPU, for report folders: vendor and family, plus its widest matrix
+    or vector unit (e.g. intel-xeon-amx, amd-epyc-avx2)."""
+    model, flags = (model or cpu_model() or "cpu").lower(), flags if flags is not None else cpu_flags()
+    vendor = next((name for name in ("intel", "amd") if name in model), "cpu")
+    family = next((name for name in ("xeon", "epyc", "core", "ryzen", "atom") if name in model), "")
+    unit = next((unit for flag, unit in (("amx_int8", "amx"), ("avx512f", "avx512"), ("avx2", "avx2")) if flag in flags),
+                "sse")
+    return "-".join(part for part in (vendor, family, unit) if part)

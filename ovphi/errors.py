@@ -3,3 +3,7 @@
 
 class OvphiError(Exception):
     """A user-facing failure with a one-line message."""
+
+
+class PromptTooLong(OvphiError):
+    """The prompt does not fit the model's context."""

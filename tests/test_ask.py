@@ -93,3 +93,18 @@ def test_bad_input_fails_in_one_line(ir_dir, image_path, tmp_path, args, message
 def test_a_folder_missing_ir_files_is_named(tiny_dir, image_path):
     result = ask(tiny_dir, "--image", image_path)
     assert result.returncode != 0 and "missing openvino_language_model.xml" in result.stderr
+
+
+def test_a_status_line_shows_on_a_terminal_and_never_in_json(ir_dir, image_path):
+    import pexpect
+
+    args = [str(a) for a in (ir_dir, "--image", image_path, "--max-new-tokens", 4)]
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "ask", *args], encoding="utf-8", timeout=120,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    child.expect(r"\(encoding 1 image \(5 crops\)")
+    child.expect(r"\(reading 78\d prompt tokens")  # announced once for the whole prefill
+    child.expect(pexpect.EOF)
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "ask", *args, "--format", "json"], encoding="utf-8",
+                          timeout=120, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    child.expect(pexpect.EOF)
+    assert '"answer"' in child.before and "encoding" not in child.before and "reading" not in child.before

@@ -2,7 +2,7 @@
 import pytest
 
 from ovphi.errors import OvphiError
-from ovphi.runtime import ChatSession, Chunk, Conversation, GenerationConfig, TurnResult, genai_engine, load
+from ovphi.runtime import ChatSession, Chunk, Conversation, GenerationConfig, Status, TurnResult, genai_engine, load
 
 GREEDY = dict(max_new_tokens=12)
 
@@ -34,8 +34,9 @@ def test_both_engines_give_the_same_greedy_tokens_on_the_fp32_ir(fp32_ir, square
         for backend in ("optimum", "genai"):
             events = one_turn(load(fp32_ir, backend, precision="f32"), [ImagePart(image)])
             result = events[-1]
-            assert isinstance(result, TurnResult) and all(isinstance(e, Chunk) for e in events[:-1])
-            assert [t for chunk in events[:-1] for t in chunk.token_ids][:len(result.token_ids)] == result.token_ids
+            chunks = [event for event in events if isinstance(event, Chunk)]
+            assert isinstance(result, TurnResult) and all(isinstance(e, (Chunk, Status)) for e in events[:-1])
+            assert [t for chunk in chunks for t in chunk.token_ids][:len(result.token_ids)] == result.token_ids
             answers.append((result.token_ids, result.timings.prompt_tokens, result.finish_reason))
         assert answers[0] == answers[1] and answers[0][2] == "length" and len(answers[0][0]) == GREEDY["max_new_tokens"]
 
@@ -79,7 +80,7 @@ def test_a_follow_up_turn_prefills_only_its_new_tokens(int4_ir, red_image, backe
 
 
 def test_an_edited_conversation_trims_the_cache_and_answers_like_a_fresh_prefill(fp32_ir, red_image):
-    engine = load(fp32_ir, precision="f32", cache=False)
+    engine = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)  # "fresh" below: a whole prefill
     chat = ChatSession(engine, **GREEDY)
     for _ in chat.ask("Describe the image.", [red_image]):
         pass
@@ -98,8 +99,8 @@ def test_an_edited_conversation_trims_the_cache_and_answers_like_a_fresh_prefill
 @pytest.mark.parametrize("backend", ["optimum", "genai"])
 def test_streaming_yields_before_generation_ends(int4_ir, red_image, backend):
     events = ChatSession(load(int4_ir, backend), max_new_tokens=24).ask("Describe it.", [red_image])
-    first = next(events)
-    assert isinstance(first, Chunk) and first.time_s > 0
+    first = next(event for event in events if isinstance(event, Chunk))
+    assert first.time_s > 0
     rest = list(events)
     assert isinstance(rest[-1], TurnResult) and rest[-1].timings.answer_tokens == 24
     assert first.time_s < rest[-1].timings.total_s  # it came before the turn ended
@@ -108,7 +109,7 @@ def test_streaming_yields_before_generation_ends(int4_ir, red_image, backend):
 def test_closing_the_stream_stops_the_answer_and_the_history_keeps_it(int4_ir, red_image):
     chat = ChatSession(load(int4_ir), max_new_tokens=200)
     events = chat.ask("Describe it.", [red_image])
-    said = next(events)
+    said = next(event for event in events if isinstance(event, Chunk) and event.text)
     events.close()  # what Ctrl-C does in `ovphi chat`
     assert chat.conversation.messages[-1].role == "assistant"
     assert chat.conversation.messages[-1].text == said.text.strip()
@@ -118,7 +119,7 @@ def test_closing_the_stream_stops_the_answer_and_the_history_keeps_it(int4_ir, r
 def test_stop_ends_a_turn_as_cancelled(int4_ir, red_image):
     engine = load(int4_ir)
     events = ChatSession(engine, max_new_tokens=200).ask("Describe it.", [red_image])
-    next(events)
+    next(event for event in events if isinstance(event, Chunk))
     engine.stop()  # what a server does when its client goes away
     result = list(events)[-1]
     assert result.finish_reason == "cancelled" and len(result.token_ids) < 200
@@ -172,7 +173,8 @@ def test_genai_stock_gets_no_options_and_answers_two_turns(int4_ir, red_image, m
                         lambda *args, **options: given.append(options) or pipeline(*args, **options))
     load(int4_ir, "genai")
     engine = load(int4_ir, "genai-stock", kv_cache_precision="f16")
-    assert given[0]["ATTENTION_BACKEND"] == "SDPA" and "CACHE_DIR" in given[0] and given[1] == {}
+    assert given[0]["ATTENTION_BACKEND"] == "PA" and "CACHE_DIR" in given[0] and given[1] == {}
+    assert not given[0]["scheduler_config"].dynamic_split_fuse  # a prompt in one piece: LongRoPE stays exact
     first, second = [r.timings for r in conversation(engine, [("Describe the image.", [red_image]),
                                                               ("And the colours?", [])])]
     assert first.answer_tokens == second.answer_tokens == 12

@@ -34,6 +34,21 @@ def markdown(report, baseline):
                 f"{stats['tpot_s']['median'] * 1000:.1f} | {stats['tokens_per_s']['median']:.1f} | "
                 f"{stats['vision_s']['median']:.3f} | {ratio('ttft_s')} | {ratio('tpot_s')} | "
                 f"{percent(roof['ttft_roof_fraction'])} | {percent(roof['tpot_roof_fraction'])} |")
+    turn_rows = [(index, variant, scenario, number, turn) for index, variant in enumerate(report["variants"])
+                 for scenario, stats in variant["scenarios"].items() if stats and "turns" in stats
+                 for number, turn in enumerate(stats["turns"], 1)]
+    if turn_rows:
+        lines += ["", "Every turn of the multi-turn scenarios (medians): the prompt so far, and the tokens computed this"
+                  " turn (the rest came from the KV cache).", "",
+                  "| variant | backend | scenario | turn | TTFT s | prompt tok | processed tok | answer tok |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for index, variant, scenario, number, turn in turn_rows:
+            computed = f"{turn['processed_tokens']['median']:.0f}" if turn["processed_tokens"] else "unknown"
+            lines.append(f"| {label(index, variant)} | {variant['backend']} | {scenario} | {number} | "
+                         f"{turn['ttft_s']['median']:.3f} | {turn['prompt_tokens']['median']:.0f} | {computed} | "
+                         f"{turn['answer_tokens']['median']:.0f} |")
+    lines += ["", "`repeat_image`: a new conversation about the previous picture (its prefix cache use per run);"
+              " `ask_cold`: a fresh `ovphi ask` process, TTFT counted from the process's start."]
     lines += ["", "Load: in the bench process, without and with the compiled-model cache. Start to loaded: a fresh"
               " `ovphi ask` process (interpreter, imports, load), which also gives the peak RSS of one image turn"
               " and, in brackets, how much of the RSS at its end maps files (weights read through mmap: page"

@@ -22,22 +22,37 @@ from pathlib import Path
 from .. import roofline
 from ..calibration.sources import BUILTIN
 from ..convert.manifest import package_versions
-from ..cpu import cpu_flags, cpu_model
+from ..cpu import cpu_flags, cpu_kind, cpu_model
 from ..errors import OvphiError
 from ..files import check_replaceable, write_folder_atomically
 from ..images import read_image
 from ..runtime import RuntimeOptions, load, registry
+from ..runtime.timings import TurnTimings
 from .report import markdown, plot
-from .scenarios import SCENARIOS, run_scenario, runs_on
+from .scenarios import SCENARIOS, crops_of, run_scenario, runs_on
 
 REPORT_FILES = ("report.json", "report.md", "report.png")
 METRICS = ["ttft_s", "tpot_s", "tokens_per_s", "vision_s", "prompt_tokens", "processed_tokens"]
 
 
-def bench_images():
+def bench_image_paths():
     """The builtin calibration pictures, varied from run to run."""
-    names = [json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
-    return [read_image(BUILTIN.parent / name) for name in names]
+    return [BUILTIN.parent / json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
+
+
+def marked(image, tag):
+    """A copy of image with a few pixels set from `tag`: the same prefill cost, another content, so that no
+    cache of an earlier conversation (ovphi's prefix cache, genai's prefix caching) serves it."""
+    copy = image.copy()
+    for offset, value in enumerate(tag):
+        copy.putpixel((offset, 0), (value % 256, (value // 256) % 256, 7 * offset % 256))
+    return copy
+
+
+def shown_path(run):
+    """The picture a fresh-process run shows (each run another one)."""
+    paths = bench_image_paths()
+    return paths[(2 * run) % len(paths)]
 
 
 def summarise(values):
@@ -62,19 +77,31 @@ def measure_load(model_dir, backend, options):
     return engine, cold, engine.load_seconds
 
 
-def memory_run(model_dir, backend, options, max_new_tokens):
-    """{peak_rss_bytes, rss_file_bytes (file-mapped at the end), ready_s (process start to model loaded)}
-    of a separate `ovphi ask` run on one image."""
-    image = BUILTIN.parent / "scene_0.png"
+def ask_process(model_dir, backend, options, max_new_tokens, image):
+    """The JSON answer of a separate `ovphi ask` process on one image (ignoring end-of-sequence)."""
     command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
-               "--device", options.device, "--format", "json", "--max-new-tokens", str(max_new_tokens)]
+               "--device", options.device, "--format", "json", "--max-new-tokens", str(max_new_tokens),
+               "--prompt", SCENARIOS["image_nc4"].turns[0]]
     command += [f"--ov-option={key}={value}" for key, value in options.properties.items()]
     command += ["--precision", options.precision] if options.precision else []
     result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise OvphiError(f"memory run of {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
-    answer = json.loads(result.stdout)
+        raise OvphiError(f"`ovphi ask` on {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
+    return json.loads(result.stdout)
+
+
+def memory_run(model_dir, backend, options, max_new_tokens):
+    """{peak_rss_bytes, rss_file_bytes (file-mapped at the end), ready_s (process start to model loaded)}
+    of a separate `ovphi ask` run on one image."""
+    answer = ask_process(model_dir, backend, options, max_new_tokens, BUILTIN.parent / "scene_0.png")
     return {key: answer[key] for key in ("peak_rss_bytes", "rss_file_bytes", "ready_s")}
+
+
+def cold_ask(model_dir, backend, options, max_new_tokens, image):
+    """(TurnTimings whose TTFT counts from the process's start, crops) of a fresh `ovphi ask` process."""
+    answer = ask_process(model_dir, backend, options, max_new_tokens, image)
+    timings = TurnTimings(**{k: v for k, v in answer["timings"].items() if k != "tokens_per_s"})
+    return [replace(timings, ttft_s=answer["ready_s"] + timings.ttft_s)], crops_of([read_image(image)], 4)
 
 
 def first_request_after_warm_up(model_dir, backend, options, scenario, pictures, max_new_tokens):
@@ -82,8 +109,8 @@ def first_request_after_warm_up(model_dir, backend, options, scenario, pictures,
     who is still typing when the warm-up ends."""
     engine = load(model_dir, backend, options)
     seconds = engine.warm_up()
-    timings, _ = run_scenario(engine, SCENARIOS[scenario], pictures, max_new_tokens)
-    return {"warm_up_s": seconds, "ttft_after_warm_up_s": timings.ttft_s}
+    turns, _ = run_scenario(engine, SCENARIOS[scenario], pictures, max_new_tokens)
+    return {"warm_up_s": seconds, "ttft_after_warm_up_s": turns[-1].ttft_s}
 
 
 def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tokens):
@@ -108,22 +135,33 @@ def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, 
                "weights": engine.weights_label(), "ov_options": dict(options.properties),
                "language_weight_bytes": weights, "load_cold_s": cold, "load_cached_s": warm, "scenarios": {}}
     first_request = None
-    for name in scenarios:
+    for scenario_number, name in enumerate(scenarios):
         scenario = SCENARIOS[name]
         if not runs_on(scenario, engine):
             variant["scenarios"][name] = None
             continue
         timings = []
         for run in range(runs + 1):  # run 0 warms up
-            shown = [pictures[(2 * run + i) % len(pictures)] for i in range(2)]
+            shown = [marked(pictures[(2 * run + i) % len(pictures)], (scenario_number, run, i)) for i in range(2)]
+            if scenario.fresh_process:
+                if run:
+                    timings.append(cold_ask(model_dir, backend, options, max_new_tokens, shown_path(run)))
+                continue
             measured = run_scenario(engine, scenario, shown, max_new_tokens)
             if run:
                 timings.append(measured)
             elif first_request is None:
-                first_request = {"scenario": name, "ttft_s": measured[0].ttft_s, "total_s": measured[0].total_s}
-        stats = {m: summarise([getattr(t, m) for t, _ in timings]) for m in METRICS}
+                first = measured[0][-1]
+                first_request = {"scenario": name, "ttft_s": first.ttft_s, "total_s": first.total_s}
+        stats = {m: summarise([getattr(turns[-1], m) for turns, _ in timings]) for m in METRICS}
         stats["roofline"] = roof_fractions(stats, timings[0][1], engine.config, weights, engine.kv_cache_bytes(),
                                            machine, max_new_tokens)
+        if len(scenario.turns) > 1:
+            stats["turns"] = [{m: summarise([getattr(turns[index], m) for turns, _ in timings])
+                               for m in ("ttft_s", "prompt_tokens", "processed_tokens", "answer_tokens")}
+                              for index in range(len(scenario.turns))]
+        if scenario.repeat:
+            stats["prefix_cache"] = [turns[-1].prefix_cache for turns, _ in timings]
         variant["scenarios"][name] = stats
         if first_request and first_request["scenario"] == name:
             first_request["steady_ttft_s"] = stats["ttft_s"]["median"]
@@ -140,10 +178,22 @@ def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, 
     return variant
 
 
+def check_same_cpu(out, force):
+    """Refuse to replace a report made on another kind of CPU: each kind's numbers keep their own folder."""
+    previous = Path(out) / "report.json"
+    if force or not previous.exists():
+        return
+    machine = json.loads(previous.read_text()).get("machine", {})
+    made_on = cpu_kind(machine.get("cpu"), set(machine.get("cpu_flags", [])))
+    if made_on != cpu_kind():
+        raise OvphiError(f"{out} holds a report made on another kind of CPU ({made_on}; this one is {cpu_kind()}):"
+                         " choose another --out (or --force)")
+
+
 def machine_facts():
     import openvino as ov
 
-    return {"cpu": cpu_model(), "cpu_flags": sorted(cpu_flags()), "cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "cpu_flags": sorted(cpu_flags()), "cores": os.cpu_count(),
             "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
             "openvino_devices": ov.Core().available_devices, "python": platform.python_version(),
             "versions": package_versions()}
@@ -180,7 +230,8 @@ def bench(models, out, backends=("optimum", "genai"), options=None, scenarios=tu
     if not 0 <= baseline < len(plan):
         raise OvphiError(f"baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
     check_replaceable(out, REPORT_FILES, force, keep=[folder for folder, _, _ in plan])
-    pictures = bench_images()
+    check_same_cpu(out, force)
+    pictures = [read_image(path) for path in bench_image_paths()]
     machine = roofline.measure_machine()
     log(f"  read bandwidth {machine['read_bandwidth_bytes_per_s']['best'] / 1e9:.1f} GB/s, "
         f"{machine['matmul_precision']} matmul {machine['matmul_flops_per_s']['best'] / 1e9:.0f} GFLOP/s")

@@ -1,5 +1,5 @@
-"""The benchmark scenarios as data: a name -> what the conversation holds; the last turn is measured.
-Adding a scenario is one entry."""
+"""The benchmark scenarios as data: a name -> what the conversation holds; the last turn is measured (every
+turn of a multi-turn scenario is also reported). Adding a scenario is one entry."""
 from dataclasses import dataclass
 
 from ..model.image_processing_phi3_v import crop_grid
@@ -11,9 +11,12 @@ DESCRIBE = "Describe the image in detail."
 @dataclass(frozen=True)
 class Scenario:
     images: int  # pictures shown with the first turn
-    turns: tuple  # the user's questions in order; the last one's answer is measured
+    turns: tuple  # the user's questions in order
     num_crops: int | None = None  # None: the folder's (4)
     eager: bool = True  # also run on eager engines (PyTorch: a full-size fp32 turn takes minutes)
+    natural_length: bool = False  # answers end at a stop token (max_new_tokens caps them): real re-tokenization
+    repeat: bool = False  # measured: a new conversation (after a reset) about the same image and question
+    fresh_process: bool = False  # measured: a new `ovphi ask` process, from its start to the first token
 
 
 SCENARIOS = {
@@ -22,6 +25,10 @@ SCENARIOS = {
     "two_images": Scenario(images=2, turns=(DESCRIBE,), eager=False),
     "text_only": Scenario(images=0, turns=("Write a short story about a lighthouse.",)),
     "second_turn": Scenario(images=1, turns=(DESCRIBE, "What else do you notice?"), eager=False),
+    "chat_3turns": Scenario(images=1, turns=(DESCRIBE, "Which colours stand out?", "Say it in one sentence."),
+                            eager=False, natural_length=True),
+    "repeat_image": Scenario(images=1, turns=(DESCRIBE,), eager=False, repeat=True),
+    "ask_cold": Scenario(images=1, turns=(DESCRIBE,), eager=False, fresh_process=True),
 }
 
 
@@ -32,15 +39,22 @@ def runs_on(scenario, engine):
             and (scenario.eager or not capabilities.eager))
 
 
+def crops_of(images, num_crops):
+    return sum(columns * rows + 1 for columns, rows, _, _ in (crop_grid(*image.size, num_crops) for image in images))
+
+
 def run_scenario(engine, scenario, pictures, max_new_tokens):
-    """(TurnTimings of the measured turn, CLIP crops it encoded) of one run of a scenario on `pictures`."""
-    generation = GenerationConfig(max_new_tokens=max_new_tokens, ignore_eos=True, num_crops=scenario.num_crops)
+    """(TurnTimings of every turn, CLIP crops the measured turn encoded) of one in-process run on `pictures`."""
+    generation = GenerationConfig(max_new_tokens=max_new_tokens, ignore_eos=not scenario.natural_length,
+                                  num_crops=scenario.num_crops)
     chat = ChatSession(engine, generation)
     shown = list(pictures[:scenario.images])
-    for number, question in enumerate(scenario.turns):
-        for event in chat.ask(question, shown if number == 0 else []):
-            pass
-    measured = shown if len(scenario.turns) == 1 else []
-    crops = sum(columns * rows + 1 for columns, rows, _, _ in
-                (crop_grid(*image.size, scenario.num_crops or 4) for image in measured))
-    return event.timings, crops
+    for conversation in range(1 + scenario.repeat):
+        chat.reset()
+        turns = []
+        for number, question in enumerate(scenario.turns):
+            for event in chat.ask(question, shown if number == 0 else []):
+                pass
+            turns.append(event.timings)
+    measured_images = shown if len(scenario.turns) == 1 and turns[-1].vision_s else []
+    return turns, crops_of(measured_images, scenario.num_crops or 4)

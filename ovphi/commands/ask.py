@@ -10,6 +10,7 @@ from ..images import read_frames, read_image
 from ..resources import peak_rss_bytes, rss_file_bytes, seconds_since_start
 from ..runtime import ChatSession, Chunk, load
 from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
+from .status import StatusLine
 
 TASK_PROMPTS = {
     "caption": "Write a one-sentence caption for this image.",
@@ -74,9 +75,16 @@ def main(args):
     engine = load(args.model_dir, args.backend, options)
     ready_s = seconds_since_start()
     stream_to_terminal = args.format == "txt" and not args.output
-    for event in ChatSession(engine, generation).ask(prompt or TASK_PROMPTS[task], images):
-        if stream_to_terminal and isinstance(event, Chunk):
-            print(event.text, end="", flush=True)
+    status = StatusLine() if stream_to_terminal else None
+    try:
+        for event in ChatSession(engine, generation).ask(prompt or TASK_PROMPTS[task], images):
+            if stream_to_terminal:
+                status.show(event)
+                if isinstance(event, Chunk):
+                    print(event.text, end="", flush=True)
+    finally:
+        if status:
+            status.close()
     result = event
     if args.format == "txt":
         text = result.answer + "\n"

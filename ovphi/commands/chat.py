@@ -17,6 +17,7 @@ from ..files import write_atomically
 from ..images import read_image
 from ..runtime import ChatSession, Chunk, load
 from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
+from .status import StatusLine
 
 HELP = ("/image PATH_OR_URL  attach an image to the next question\n"
         "/reset              start a new conversation\n"
@@ -67,18 +68,22 @@ def run_command(chat, line):
 def answer(chat, question):
     """Stream one answer, then its speed; Ctrl-C ends it early and keeps what was written."""
     events = chat.ask(question)
-    print("assistant> ", end="", flush=True)
+    status, speaking = StatusLine(), False
     try:
         for event in events:
-            if isinstance(event, Chunk):
-                print(event.text, end="", flush=True)
-        print()
+            status.show(event)
+            if isinstance(event, Chunk) and event.text:
+                print(("" if speaking else "assistant> ") + event.text, end="", flush=True)
+                speaking = True
+        print("" if speaking else "assistant> ")
         timings = event.timings
         speed = f", {timings.tokens_per_s:.1f} tokens/s" if timings.tokens_per_s else ""
         print(f"({timings.answer_tokens} tokens, first after {timings.ttft_s or 0:.2f} s{speed})", file=sys.stderr)
     except KeyboardInterrupt:
         events.close()
-        print(" [stopped]")
+        print(("" if speaking else "assistant> ") + " [stopped]")
+    finally:
+        status.close()
 
 
 def read_question(first_line):

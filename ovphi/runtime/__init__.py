@@ -12,7 +12,7 @@ RuntimeOptions (config.py) say what a turn and the device should do.
 from ..images import read_image
 from .config import GenerationConfig, RuntimeOptions
 from .conversation import Conversation, ImagePart
-from .engine import Chunk, TurnResult
+from .engine import Chunk, Status, TurnResult
 from .registry import DEFAULT, engine_class
 from .session import ChatSession
 
@@ -24,5 +24,5 @@ def load(model_dir, backend=DEFAULT, options=None, **settings):
     return engine_class(backend)(model_dir, options)
 
 
-__all__ = ["ChatSession", "Chunk", "Conversation", "GenerationConfig", "ImagePart", "RuntimeOptions", "TurnResult",
+__all__ = ["ChatSession", "Chunk", "Conversation", "GenerationConfig", "ImagePart", "RuntimeOptions", "Status", "TurnResult",
            "load", "read_image"]

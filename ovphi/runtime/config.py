@@ -51,7 +51,8 @@ class RuntimeOptions:
     """Where and how a model runs: device (CPU, GPU, GPU.N, AUTO), inference and KV-cache precision,
     performance hint, the compiled-model cache in MODEL_DIR/model_cache, and any other OpenVINO
     properties (e.g. {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "64"}). The PyTorch engine reads `precision`
-    (f32 or bf16) as its dtype."""
+    (f32 or bf16) as its dtype. prefix_cache_mb bounds the KV snapshots an engine with a prefix cache keeps
+(one image's prefix is about 0.6 GB at full size; 0 turns it off)."""
 
     device: str = "CPU"
     precision: str | None = None
@@ -59,8 +60,11 @@ class RuntimeOptions:
     performance_hint: str = "LATENCY"
     cache: bool = True
     properties: dict = field(default_factory=dict)
+    prefix_cache_mb: int = 1024  # KV snapshots after images, for new conversations about them (0: none)
 
     def __post_init__(self):
+        if self.prefix_cache_mb < 0:
+            raise OvphiError(f"prefix_cache_mb must be 0 (off) or more, not {self.prefix_cache_mb}")
         checks = [("precision", self.precision, PRECISIONS), ("kv_cache_precision", self.kv_cache_precision,
                                                                 KV_CACHE_PRECISIONS),
                   ("performance_hint", self.performance_hint, PERFORMANCE_HINTS)]

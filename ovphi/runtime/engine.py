@@ -3,8 +3,9 @@
 An engine loads a model folder, answers one Conversation turn at a time and forgets it on `reset`.
 `stream(conversation, generation)` runs the turn on a worker thread and yields a `Chunk` per piece of
 text (with its token ids and arrival time), then one `TurnResult` (answer, token ids, finish reason,
-timings). Callers ask `capabilities` what an engine can do instead of comparing names; the registry
-(registry.py) maps names to engine classes.
+timings); an engine that can say what it does before the first token also yields `Status` events.
+Callers ask `capabilities` what an engine can do instead of comparing names; the registry (registry.py)
+maps names to engine classes.
 
 A new engine is one file: subclass Engine, set name / capabilities (/ required_files), implement
 `load_model`, `reset` and `generate`; then add one line to registry.ENGINES.
@@ -39,6 +40,7 @@ class Capabilities:
     compiled_cache: bool = False  # loads faster once MODEL_DIR/model_cache is filled
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
+    prefix_cache: bool = False  # KV snapshots after images serve new conversations (RuntimeOptions.prefix_cache_mb)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,18 @@ class Chunk:
     text: str
     token_ids: list
     time_s: float  # seconds since the turn started
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the engine is doing before the first token: stage "vision" (count: crops) or "prefill" (count:
+    prompt tokens), and the seconds it expects that to take (None until it has measured its speed)."""
+
+    stage: str
+    message: str
+    count: int
+    eta_s: float | None
+    text: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

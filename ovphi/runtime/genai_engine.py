@@ -9,7 +9,7 @@ import openvino_genai
 
 from ..errors import OvphiError
 from ..model.tokens import folder_stop_token_ids
-from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, turn_result
+from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, turn_result
 from .prompt import tagged_text
 from .timings import TurnTimings
 
@@ -51,9 +51,15 @@ class GenaiEngine(Engine):
     required_files = IR_FILES + TOKENIZER_IRS
 
     def pipeline_properties(self):
-        # SDPA, not the default paged attention: continuous batching prefills long prompts in chunks, and
-        # LongRoPE then picks its short factors for the chunks before position 4096 (PyTorch: long for all)
-        return {"ATTENTION_BACKEND": "SDPA"} | self.options.openvino_properties(self.model_dir)
+        # Paged attention with prefix caching (a later turn, or a new conversation about a picture seen before,
+        # reuses the KV blocks of the prompt's known start), but without splitting a prompt into chunks: chunked,
+        # LongRoPE would pick its short factors for the chunks before position 4096 (PyTorch: long for all).
+        scheduler = openvino_genai.SchedulerConfig()
+        scheduler.dynamic_split_fuse = False
+        scheduler.max_num_batched_tokens = self.config["max_position_embeddings"]  # a whole prompt in one step
+        scheduler.enable_prefix_caching = True
+        return {"ATTENTION_BACKEND": "PA", "scheduler_config": scheduler} | \
+            self.options.openvino_properties(self.model_dir)
 
     def load_model(self):
         self.pipe = openvino_genai.VLMPipeline(str(self.model_dir), self.device, **self.pipeline_properties())
@@ -102,6 +108,8 @@ class GenaiEngine(Engine):
             raise OvphiError(f"the genai engine uses the folder's num_crops ({self.num_crops}, in"
                              " preprocessor_config.json); use --backend optimum for another value")
         new_images = self.extend_history(conversation)
+        seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
+        emit(Status("prefill", f"reading the prompt{seen}", 0, None))
         streamer = RecordingStreamer(self.pipe.get_tokenizer(), emit, time.perf_counter(), self.stop_requested)
         result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
                                     generation_config=self.genai_config(generation), streamer=streamer)

@@ -1,21 +1,27 @@
 """The turn loop of engines that drive the model themselves (optimum, pytorch): prefill what the KV
-cache lacks, then decode token by token. An engine plugs in its model through four calls:
+cache lacks, then decode token by token. An engine plugs in its model through six calls:
 
     text_embeds(ids) -> (1, n, hidden)            ids (1, n), images' negative ids clamped to 0
     image_features(pixel_values, image_sizes) -> (image tokens, hidden)
     forward(embeds, start, total) -> (n, vocab)   logits of positions start..total-1, caching them
     keep(length, cached)                          cut the KV cache from `cached` to `length` positions
+    snapshot(length) -> (snapshot, bytes)         a copy of the cache's first `length` positions
+    restore(snapshot, length)                     the cache as the snapshot holds it
 
 The cache's token ids are remembered; a turn prefills only after the longest prefix the cache holds
 (trimming where the prompt departs from it) and encodes only the images that prefix does not cover.
+A new conversation whose prompt starts like an earlier one up to its last image (same template, same
+pictures by content, same num_crops) starts from a snapshot of that prefix (prefix_cache.py).
 """
 import time
 
 import torch
 
-from ..errors import OvphiError
+from ..errors import PromptTooLong
+from ..model.constants_phi3_v import CROP
 from .detokenize import IncrementalText
-from .engine import Chunk, Engine, turn_result
+from .engine import Chunk, Engine, Status, turn_result
+from .prefix_cache import PrefixCache, image_digest, prefix_key
 from .prompt import prompt_ids
 from .sampling import Sampler
 from .timings import from_token_times
@@ -31,18 +37,23 @@ def common_prefix(a, b):
 
 
 class KVTurnLoop:
-    def __init__(self, model, processor, stop_ids, context):
+    def __init__(self, model, processor, stop_ids, config, prefix_cache_bytes=0):
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.stop_ids = set(stop_ids)
-        self.context = context
+        self.context = config["max_position_embeddings"]
+        # LongRoPE picks its factors by the whole sequence's length: a prompt is prefilled in one piece past this
+        self.short_context = config.get("original_max_position_embeddings", self.context)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.rates = {}  # measured speed: stage -> items per second (vision: crops; prefill: tokens)
         self.reset()
 
     def reset(self):
         self.model.keep(0, 0)
         self.cached_ids = []  # the token ids whose keys and values the cache holds
         self.processed_images = ([], None, {})
+        self.pending_snapshot = None
 
     def image_inputs(self, images, num_crops):
         """The image processor's output, kept while the conversation's images stay the same."""
@@ -59,43 +70,90 @@ class KVTurnLoop:
         inputs = self.image_inputs([part.image for part in conversation.images], num_crops)
         ids = prompt_ids(self.tokenizer, conversation.messages, inputs.get("num_img_tokens", []))
         if len(ids) >= self.context:
-            raise OvphiError(f"the prompt has {len(ids)} tokens; the context holds {self.context}")
+            raise PromptTooLong(f"the prompt has {len(ids)} tokens; the context holds {self.context}")
         return ids, inputs
 
     def keep(self, length):
         self.model.keep(length, len(self.cached_ids))
         self.cached_ids = self.cached_ids[:length]
 
-    def embed(self, new_ids, image_inputs):
+    def expected_seconds(self, stage, count):
+        """What the speed measured so far predicts for `count` items of a stage (None before a measurement)."""
+        rate = self.rates.get(stage)
+        return count / rate if rate else None
+
+    def embed(self, new_ids, image_inputs, emit):
         """(embeddings of new_ids, vision seconds); images whose tokens lie in new_ids are encoded."""
         ids = torch.tensor([new_ids])
         embeds = self.model.text_embeds(ids.clamp(min=0))
         numbers = sorted({-i for i in new_ids if i < 0})
         if not numbers:
             return embeds, 0.0
-        started = time.perf_counter()
         pixel_values = image_inputs["pixel_values"][[n - 1 for n in numbers]]
         sizes = image_inputs["image_sizes"][[n - 1 for n in numbers]]
+        crops = sum((h // CROP) * (w // CROP) + 1 for h, w in sizes.tolist())
+        emit(Status("vision", f"encoding {len(numbers)} image{'s' * (len(numbers) > 1)} ({crops} crops)", crops,
+                    self.expected_seconds("vision", crops)))
+        started = time.perf_counter()
         embeds[ids < 0] = self.model.image_features(pixel_values, sizes).to(embeds.dtype)
-        return embeds, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.rates["vision"] = crops / seconds
+        return embeds, seconds
 
-    def prefill(self, ids, image_inputs):
+    def compute(self, ids, start, end, image_inputs, emit, announce=0):
+        """Prefill ids[start:end] after the cache's first `start` positions (announcing `announce` prompt
+        tokens, the whole prefill's): (logits, vision seconds, language-model seconds)."""
+        embeds, vision_seconds = self.embed(ids[start:end], image_inputs, emit)
+        if announce:
+            emit(Status("prefill", f"reading {announce} prompt tokens", announce,
+                        self.expected_seconds("prefill", announce)))
+        started = time.perf_counter()
+        logits = self.model.forward(embeds, start, end)
+        self.cached_ids = list(ids[:end])
+        return logits, vision_seconds, time.perf_counter() - started
+
+    def prefill(self, ids, image_inputs, emit=lambda event: None, digests=(), num_crops=None):
         """Bring the cache to `ids`, computing only what it lacks: (logits of the new positions, how many
-        were computed, vision seconds)."""
+        were computed, vision seconds, prefix cache use: "hit", "miss" or None). A prompt with images that
+        fits the short context is prefilled in two pieces, up to its last image and after, so that the
+        first piece's cache can be kept for a new conversation about the same images."""
         reuse = min(common_prefix(self.cached_ids, ids), len(ids) - 1)  # one token at least, for logits
         while reuse and ids[reuse] < 0 and ids[reuse - 1] == ids[reuse]:
             reuse -= 1  # never split one image's tokens between cache and prefill
-        self.keep(reuse)
-        embeds, vision_seconds = self.embed(ids[reuse:], image_inputs)
-        logits = self.model.forward(embeds, reuse, len(ids))
-        self.cached_ids = list(ids)
-        return logits, len(ids) - reuse, vision_seconds
+        images_end = max((i + 1 for i, token in enumerate(ids) if token < 0), default=0)
+        use_cache = bool(self.prefix_cache.max_bytes and digests) and reuse < images_end < len(ids) <= self.short_context
+        key = prefix_key(ids[:images_end], digests, num_crops) if use_cache else None
+        snapshot = self.prefix_cache.get(key) if use_cache else None
+        if snapshot is not None:
+            self.model.restore(snapshot, images_end)
+            self.cached_ids, reuse = list(ids[:images_end]), images_end
+        else:
+            self.keep(reuse)
+        total, vision_seconds, forward_seconds = len(ids) - reuse, 0.0, 0.0
+        if use_cache and snapshot is None:
+            _, vision_seconds, forward_seconds = self.compute(ids, reuse, images_end, image_inputs, emit, total)
+            self.pending_snapshot, total = (key, images_end), 0
+        logits, more_vision, more_forward = self.compute(ids, len(self.cached_ids), len(ids), image_inputs, emit,
+                                                         total)
+        if len(ids) - reuse >= 32:  # short prefills say little about the speed
+            self.rates["prefill"] = (len(ids) - reuse) / (forward_seconds + more_forward)
+        status = None if not use_cache else "hit" if snapshot is not None else "miss"
+        return logits, len(ids) - reuse, vision_seconds + more_vision, status
+
+    def keep_pending_snapshot(self):
+        """Snapshot the prefix the last prefill marked: after the answer, so that it costs no time to first token."""
+        if self.pending_snapshot:
+            key, length = self.pending_snapshot
+            self.prefix_cache.put(key, *self.model.snapshot(length))
+            self.pending_snapshot = None
 
     def generate(self, conversation, generation, emit, stop_requested, load_seconds):
         """One turn (see Engine.generate)."""
         started = time.perf_counter()
         ids, image_inputs = self.prompt(conversation, generation.num_crops)
-        logits, processed, vision_seconds = self.prefill(ids, image_inputs)
+        digests = [image_digest(part.image) for part in conversation.images]
+        logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
+                                                                 generation.num_crops)
         logits = logits[-1:]
         sampler, text = Sampler(generation), IncrementalText(self.tokenizer)
         history = torch.tensor([[max(i, 0) for i in ids]])
@@ -119,8 +177,9 @@ class KVTurnLoop:
             emit(Chunk(tail, [], time.perf_counter() - started))
         kept = answer[:-1] if stopped_by_token else answer
         cancelled = stop_requested.is_set() and not stopped_by_token and len(answer) < generation.max_new_tokens
+        self.keep_pending_snapshot()
         timings = from_token_times(load_seconds, vision_seconds, token_times, time.perf_counter() - started,
-                                   prompt_tokens=len(ids), processed_tokens=processed)
+                                   prompt_tokens=len(ids), processed_tokens=processed, prefix_cache=prefix)
         answer_text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
         return turn_result(answer_text, kept, stopped_by_token, cancelled, timings)
 
@@ -129,7 +188,7 @@ class KVTurnLoop:
         ids, image_inputs = self.prompt(conversation, num_crops)
         self.keep(min(common_prefix(self.cached_ids, ids), len(ids) - 1))  # keep only the prompt
         full = ids + list(answer_ids)
-        logits, processed, _ = self.prefill(full, image_inputs)
+        logits, processed, _, _ = self.prefill(full, image_inputs)
         first = len(ids) - 1 - (len(full) - processed)  # logits cover the positions from len(full) - processed
         return logits[first:first + len(answer_ids)]
 

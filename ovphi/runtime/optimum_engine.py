@@ -31,6 +31,16 @@ def load_optimum_model(model_dir, device, properties):
     return model, AutoProcessor.from_pretrained(model_dir)
 
 
+def first_positions(state, length):
+    """A copy of a KV state tensor (batch, heads, positions, head size) cut to its first `length` positions:
+    a strided copy in C++, not through numpy."""
+    end = list(state.shape)
+    end[2] = length
+    kept = ov.Tensor(state.element_type, end)
+    ov.Tensor(state, [0] * len(end), end).copy_to(kept)
+    return kept
+
+
 class OpenVINOModel:
     """The four IRs behind the KV loop's four calls (kv_loop.py)."""
 
@@ -54,19 +64,24 @@ class OpenVINOModel:
         if length == 0:
             self.language.request.reset_state()
         elif length < cached:
-            for state in self.language.request.query_state():  # (batch, heads, positions, head size)
-                old = state.state
-                end = list(old.shape)
-                end[2] = length
-                kept = ov.Tensor(old.element_type, end)
-                ov.Tensor(old, [0] * len(end), end).copy_to(kept)  # a strided copy in C++, not through numpy
-                state.state = kept
+            for state in self.language.request.query_state():
+                state.state = first_positions(state.state, length)
+        self.language._past_length = length
+
+    def snapshot(self, length):
+        copies = [first_positions(state.state, length) for state in self.language.request.query_state()]
+        return copies, sum(copy.byte_size for copy in copies)
+
+    def restore(self, snapshot, length):
+        for state, tensor in zip(self.language.request.query_state(), snapshot):
+            state.state = tensor
         self.language._past_length = length
 
 
 class OptimumEngine(KVLoopEngine):
     name = "optimum"
-    capabilities = Capabilities(logits=True, num_crops_per_call=True, kv_reuse=True, compiled_cache=True)
+    capabilities = Capabilities(logits=True, num_crops_per_call=True, kv_reuse=True, compiled_cache=True,
+                                prefix_cache=True)
 
     def load_model(self):
         self.model, self.processor = load_optimum_model(self.model_dir, self.device,
@@ -77,7 +92,7 @@ class OptimumEngine(KVLoopEngine):
         # compiled blob (2.4 GB for the full INT4 model); what is still needed is read back on use.
         page_out_mapped_files(self.model_dir.resolve().glob("*.bin"))
         self.loop = KVTurnLoop(OpenVINOModel(self.model), self.processor, folder_stop_token_ids(self.model_dir),
-                               self.config["max_position_embeddings"])
+                               self.config, self.options.prefix_cache_mb << 20)
 
     def warm_up_vision(self):
         from PIL import Image

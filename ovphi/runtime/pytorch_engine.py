@@ -1,5 +1,7 @@
 """Engine `pytorch`: the Hugging Face checkpoint in PyTorch (eager, CPU) through the shared KV loop with a
 DynamicCache: the baseline for `ovphi bench` and the reference for `ovphi eval`."""
+import copy
+
 import torch
 from transformers.cache_utils import DynamicCache
 
@@ -40,11 +42,19 @@ class TorchModel:
         elif length < cached:
             self.cache.crop(length)
 
+    def snapshot(self, length):
+        kept = copy.deepcopy(self.cache)
+        kept.crop(length)
+        return kept, sum(t.numel() * t.element_size() for t in kept.key_cache + kept.value_cache)
+
+    def restore(self, snapshot, length):
+        self.cache = copy.deepcopy(snapshot)
+
 
 class PyTorchEngine(KVLoopEngine):
     name = "pytorch"
     capabilities = Capabilities(folder="checkpoint", logits=True, num_crops_per_call=True, kv_reuse=True,
-                                openvino_devices=False, eager=True)
+                                openvino_devices=False, eager=True, prefix_cache=True)
 
     def check_folder(self):
         if not (self.model_dir / "config.json").exists() or not any(self.model_dir.glob("*.safetensors")):
@@ -66,7 +76,7 @@ class PyTorchEngine(KVLoopEngine):
         self.model = Phi3VForCausalLM.from_pretrained(self.model_dir, torch_dtype=DTYPES[self.precision]).eval()
         self.processor = AutoProcessor.from_pretrained(self.model_dir)
         self.loop = KVTurnLoop(TorchModel(self.model), self.processor, folder_stop_token_ids(self.model_dir),
-                               self.config["max_position_embeddings"])
+                               self.config, self.options.prefix_cache_mb << 20)
 
     def language_weight_bytes(self):
         decoder = list(self.model.model.layers.parameters()) + list(self.model.lm_head.parameters())

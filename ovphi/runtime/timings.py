@@ -12,6 +12,7 @@ class TurnTimings:
     prompt_tokens: int  # the whole conversation's prompt
     processed_tokens: int | None  # prompt tokens prefilled this turn (the rest came from the KV cache)
     answer_tokens: int
+    prefix_cache: str | None = None  # "hit": the prompt's images came from a KV snapshot; "miss"; None: not used
 
     @property
     def tokens_per_s(self):
@@ -21,10 +22,10 @@ class TurnTimings:
         return asdict(self) | {"tokens_per_s": self.tokens_per_s}
 
 
-def from_token_times(load_s, vision_s, token_times, total_s, prompt_tokens, processed_tokens):
+def from_token_times(load_s, vision_s, token_times, total_s, prompt_tokens, processed_tokens, prefix_cache=None):
     """TurnTimings from the arrival time of each generated token (seconds since the turn started)."""
     first = token_times[0] if token_times else None
     per_token = (token_times[-1] - token_times[0]) / (len(token_times) - 1) if len(token_times) > 1 else None
     return TurnTimings(load_s=load_s, vision_s=vision_s, ttft_s=first, tpot_s=per_token, total_s=total_s,
                        prompt_tokens=prompt_tokens, processed_tokens=processed_tokens,
-                       answer_tokens=len(token_times))
+                       answer_tokens=len(token_times), prefix_cache=prefix_cache)

@@ -1,0 +1,28 @@
+"""`ovphi export-ovms IR_DIR`: make an IR folder servable by OpenVINO Model Server (graph.pbtxt in it, the
+folder listed in OVMS's config.json beside it), for when one machine is not enough. Then, for example:
+
+    docker run --rm -p 8000:8000 -v "$PWD/models:/models" openvino/model_server:latest \\
+        --rest_port 8000 --config_path /models/config.json
+"""
+import argparse
+
+from ..convert.ovms import export_ovms
+from .options import HelpFormatter
+
+
+def setup_arg_parser():
+    parser = argparse.ArgumentParser(prog="ovphi export-ovms", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("ir_dir", help="IR folder from `ovphi convert`")
+    parser.add_argument("--model-name", help="the model id clients use (default: the folder's name)")
+    parser.add_argument("--config", help="OVMS config.json to add the folder to (default: beside IR_DIR)")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, ...")
+    parser.add_argument("--cache-size", type=int, default=4, help="GB of KV cache OVMS reserves")
+    parser.add_argument("--max-num-seqs", type=int, default=16, help="sequences batched together")
+    parser.add_argument("--kv-cache-precision", choices=["u8"], help="u8 halves the KV cache (default: the device's)")
+    return parser
+
+
+def main(args):
+    graph, config = export_ovms(args.ir_dir, args.model_name, args.config, args.device, args.cache_size,
+                                args.max_num_seqs, args.kv_cache_precision)
+    print(f"wrote {graph} and {config}")

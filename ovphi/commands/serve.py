@@ -1,0 +1,71 @@
+"""`ovphi serve MODEL_DIR`: the warm model behind an OpenAI-compatible HTTP API.
+
+    POST /v1/chat/completions   messages with text and image_url parts (data:, http(s)), stream or not
+    GET  /v1/models, /health (loading / ready), /metrics (Prometheus)
+
+Binds 127.0.0.1 by default; another address needs --api-key (or, knowingly, --insecure-no-auth).
+"""
+import argparse
+import ipaddress
+from pathlib import Path
+
+from ..errors import OvphiError
+from ..runtime import load
+from .options import HelpFormatter, add_model_options, runtime_options
+
+
+def setup_arg_parser():
+    parser = argparse.ArgumentParser(prog="ovphi serve", description=__doc__, formatter_class=HelpFormatter)
+    add_model_options(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", help="require Authorization: Bearer KEY")
+    parser.add_argument("--insecure-no-auth", action="store_true",
+                        help="allow a non-loopback --host without --api-key")
+    parser.add_argument("--model-name", help="the model id clients use (default: the folder's name)")
+    parser.add_argument("--max-queue", type=int, default=8, help="requests waiting beyond the running one")
+    parser.add_argument("--max-images", type=int, default=8, help="images in one request")
+    parser.add_argument("--max-body-mb", type=int, default=50, help="largest request body")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="an answer's default and largest length")
+    parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds a generation may take")
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        help="fetch image URLs on loopback and private networks (refused by default: SSRF)")
+    parser.add_argument("--allow-local-dir", help="serve local image paths beneath this folder")
+    parser.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeat)")
+    return parser
+
+
+def is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(args):
+    import uvicorn
+
+    from ..server import ServerSettings, create_app
+
+    if not is_loopback(args.host) and not args.api_key and not args.insecure_no_auth:
+        raise OvphiError(f"binding {args.host} opens the model to the network: pass --api-key KEY"
+                         " (or --insecure-no-auth)")
+    for name in ("max_queue", "max_images", "max_body_mb", "max_tokens"):
+        if getattr(args, name) < 1:
+            raise OvphiError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.allow_local_dir and not Path(args.allow_local_dir).is_dir():
+        raise OvphiError(f"--allow-local-dir {args.allow_local_dir} is not a folder")
+    options = runtime_options(args)
+    if not Path(args.model_dir).is_dir():
+        raise OvphiError(f"model folder {args.model_dir} does not exist")
+    settings = ServerSettings(model_name=args.model_name or Path(args.model_dir).resolve().name,
+                              api_key=args.api_key, max_queue=args.max_queue, max_images=args.max_images,
+                              max_body_mb=args.max_body_mb, max_tokens=args.max_tokens,
+                              request_timeout_s=args.request_timeout, allow_private_urls=args.allow_private_urls,
+                              allow_local_dir=args.allow_local_dir, cors_origins=tuple(args.cors_origin))
+    app = create_app(lambda: load(args.model_dir, args.backend, options), settings)
+    print(f"ovphi serve: {settings.model_name} on http://{args.host}:{args.port}/v1 (loading, then warming up)",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -1,0 +1,53 @@
+"""Snapshots of the KV cache after a prompt's images, kept for a new conversation about the same images
+(a /reset then the same picture, a batch of questions about one image, a server's next request): an LRU
+bounded in bytes, keyed by the prompt up to the last image with each image named by its content's hash."""
+import hashlib
+from collections import OrderedDict
+
+
+def image_digest(image):
+    """SHA-256 of an image's pixels, size and mode: two pictures with the same token count differ here."""
+    return hashlib.sha256(image.tobytes() + repr((image.size, image.mode)).encode()).hexdigest()
+
+
+def prefix_key(ids, digests, num_crops):
+    """A prompt prefix with each image's run of -N ids replaced by that image's digest and run length."""
+    key, index = [num_crops], 0
+    while index < len(ids):
+        token = ids[index]
+        if token >= 0:
+            key.append(token)
+            index += 1
+            continue
+        end = index
+        while end < len(ids) and ids[end] == token:
+            end += 1
+        key.append((digests[-token - 1], end - index))
+        index = end
+    return tuple(key)
+
+
+class PrefixCache:
+    """Least-recently-used snapshots, at most max_bytes in all (0 keeps none); counts hits and misses."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.entries = OrderedDict()  # key -> (snapshot, bytes)
+        self.bytes = self.hits = self.misses = 0
+
+    def get(self, key):
+        if key not in self.entries:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.entries.move_to_end(key)
+        return self.entries[key][0]
+
+    def put(self, key, snapshot, size):
+        if size > self.max_bytes or key in self.entries:
+            return
+        while self.bytes + size > self.max_bytes:
+            _, (_, evicted) = self.entries.popitem(last=False)
+            self.bytes -= evicted
+        self.entries[key] = (snapshot, size)
+        self.bytes += size

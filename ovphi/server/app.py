@@ -1,0 +1,305 @@
+"""The OpenAI-compatible HTTP API on one warm engine: POST /v1/chat/completions (streamed or not),
+GET /v1/models, /health and /metrics.
+
+One generation runs at a time; requests wait in a bounded FIFO queue (429 with Retry-After when it is
+full). A conversation's history is matched against the one served last, so a second turn feeds the model
+the ids it generated and the KV cache it holds: `usage.prompt_tokens_details.cached_tokens` counts the
+prompt tokens that were not computed again. A client that goes away stops its generation within a token.
+"""
+import asyncio
+import hmac
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from ..errors import OvphiError, PromptTooLong
+from ..images import MAX_BYTES
+from ..runtime import Chunk, TurnResult
+from .metrics import Metrics
+from .requests import RequestError, conversation_of, generation_of, reuse_generated_ids
+from .schema import ChatCompletionRequest, error_body
+
+
+@dataclass
+class ServerSettings:
+    model_name: str
+    api_key: str | None = None
+    max_queue: int = 8  # requests waiting for the model beyond the one it is answering
+    max_images: int = 8
+    max_body_mb: int = 50
+    max_tokens: int = 1024  # an answer's default and largest length
+    temperature: float = 1.0  # OpenAI's default where a request gives none
+    request_timeout_s: float = 600.0
+    allow_private_urls: bool = False
+    allow_local_dir: str | None = None
+    max_image_bytes: int = MAX_BYTES
+    cors_origins: tuple = ()
+
+
+class StopStrings:
+    """Cuts an answer at the first of the request's stop strings; holds back text that may begin one."""
+
+    def __init__(self, stops):
+        self.stops = [stops] if isinstance(stops, str) else [s for s in stops or [] if s]
+        self.text, self.sent, self.hit = "", 0, False
+
+    def add(self, piece):
+        """The text that can be sent now."""
+        self.text += piece
+        for stop in self.stops:
+            if stop in self.text:
+                self.text, self.hit = self.text[:self.text.index(stop)], True
+        hold = 0 if self.hit else max((len(s) - 1 for s in self.stops), default=0)
+        ready = self.text[self.sent:max(self.sent, len(self.text) - hold)]
+        self.sent += len(ready)
+        return ready
+
+    def rest(self):
+        ready = self.text[self.sent:]
+        self.sent = len(self.text)
+        return ready
+
+
+class RequireKey:
+    """ASGI middleware: every path but /health needs `Authorization: Bearer KEY` (a plain ASGI class: Starlette's
+    BaseHTTPMiddleware would hide a client's disconnect from a streamed response)."""
+
+    def __init__(self, app, key, refuse):
+        self.app, self.expected, self.refuse = app, f"Bearer {key}".encode(), refuse
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/health":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                return await self.refuse()(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class StreamUntilDisconnect(StreamingResponse):
+    """A streamed response that ends when the client goes away. Starlette leaves that to send() raising
+    (ASGI 2.4), but uvicorn's send() can wait instead: listen for the disconnect, then close the stream,
+    which stops the generation and frees the slot."""
+
+    async def __call__(self, scope, receive, send):
+        try:
+            async with anyio.create_task_group() as group:
+                async def stream():
+                    await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
+
+
+class Server:
+    """The engine, its queue and what it served last."""
+
+    def __init__(self, load_engine, settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine, self.load_error = None, None
+        self.slot = asyncio.Lock()  # FIFO: waiters are woken in the order they came
+        self.served = None
+        threading.Thread(target=self.load, args=(load_engine,), daemon=True).start()
+
+    def load(self, load_engine):
+        try:
+            engine = load_engine()
+            engine.warm_up()
+            self.engine = engine
+        except Exception as error:  # /health says why
+            self.load_error = str(error).splitlines()[0]
+
+    async def answer(self, request, body):
+        """The events of one turn, generated while this request holds the slot (released when they end)."""
+        settings = self.settings
+        conversation = await anyio.to_thread.run_sync(conversation_of, body, settings)
+        generation = generation_of(body, settings)
+        if self.metrics.queue_depth >= settings.max_queue:
+            raise RequestError("the server is busy: too many requests are waiting", status=429,
+                               code="rate_limit_exceeded")
+        self.metrics.queue_depth += 1
+        try:
+            await self.slot.acquire()
+        finally:
+            self.metrics.queue_depth -= 1
+        try:
+            reuse_generated_ids(conversation, self.served)
+            events = self.engine.stream(conversation, generation)
+            first = await anyio.to_thread.run_sync(next, events, None)
+        except BaseException:
+            self.slot.release()
+            raise
+        return conversation, events, first
+
+    async def turn(self, request, conversation, events, first, stops):
+        """Async iterator over (text to send, TurnResult or None); stops the engine when the client goes
+        away (checked after every token: uvicorn does not cancel a streamed response), the deadline passes
+        or a stop string appears; releases the slot at the end."""
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        event, result, finished = first, None, False
+        try:
+            while event is not None:
+                if isinstance(event, TurnResult):
+                    result = event
+                    yield stops.rest(), result
+                    finished = True
+                    return
+                if isinstance(event, Chunk):
+                    text = stops.add(event.text)
+                    if stops.hit or time.monotonic() > deadline:
+                        self.engine.stop()
+                    if text:
+                        yield text, None
+                if await request.is_disconnected():
+                    self.engine.stop()
+                event = await anyio.to_thread.run_sync(next, events, None)
+        finally:
+            with anyio.CancelScope(shield=True):  # also when the request was cancelled: free the slot
+                if not finished:
+                    self.engine.stop()
+                await anyio.to_thread.run_sync(events.close)
+                if result is not None and not stops.hit:
+                    conversation.add("assistant", result.answer, token_ids=result.token_ids)
+                    self.served = conversation
+                else:
+                    self.served = None
+                if result is not None:
+                    self.metrics.turn(result.timings)
+                self.slot.release()
+
+
+def finish_reason(result, stops):
+    if stops.hit:
+        return "stop"
+    return "stop" if result.finish_reason == "stop" else "length"
+
+
+def usage(result):
+    timings = result.timings
+    processed = timings.processed_tokens if timings.processed_tokens is not None else timings.prompt_tokens
+    return {"prompt_tokens": timings.prompt_tokens, "completion_tokens": timings.answer_tokens,
+            "total_tokens": timings.prompt_tokens + timings.answer_tokens,
+            "prompt_tokens_details": {"cached_tokens": timings.prompt_tokens - processed}}
+
+
+def create_app(load_engine, settings):
+    """The FastAPI app serving the engine that load_engine() returns (loaded and warmed up in the background)."""
+    app = FastAPI(title="ovphi", docs_url=None, redoc_url=None)
+    server = Server(load_engine, settings)
+    app.state.server = server
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
+                           allow_headers=["*"])
+
+    def failure(status, message, kind="invalid_request_error", code=None, param=None, headers=None):
+        server.metrics.request(status)
+        return JSONResponse(error_body(message, kind, param, code), status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error):
+        return failure(error.status_code, str(error.detail), code="not_found" if error.status_code == 404 else None)
+
+    if settings.api_key:
+        app.add_middleware(RequireKey, key=settings.api_key, refuse=lambda: failure(
+            401, "a valid API key is needed (Authorization: Bearer KEY)", "authentication_error", code="invalid_api_key"))
+
+    @app.get("/health")
+    async def health():
+        if server.engine is not None:
+            return {"status": "ready"}
+        status = "failed: " + server.load_error if server.load_error else "loading"
+        return JSONResponse({"status": status}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics():
+        loop = getattr(server.engine, "loop", None)
+        return PlainTextResponse(server.metrics.text(getattr(loop, "prefix_cache", None)))
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0,
+                                            "owned_by": "ovphi"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        limit = settings.max_body_mb << 20
+        if int(request.headers.get("content-length") or 0) > limit:
+            return failure(413, f"the request body is larger than {settings.max_body_mb} MB", code="body_too_large")
+        raw = bytearray()
+        async for block in request.stream():
+            raw += block
+            if len(raw) > limit:
+                return failure(413, f"the request body is larger than {settings.max_body_mb} MB",
+                               code="body_too_large")
+        try:
+            body = ChatCompletionRequest.model_validate(json.loads(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return failure(400, "the request body is not JSON", code="invalid_json")
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            return failure(400, f"{where}: {problem['msg']}", param=where, code="invalid_request")
+        if body.model != settings.model_name:
+            return failure(404, f"the model {body.model!r} does not exist here; this server has"
+                                f" {settings.model_name!r}", code="model_not_found", param="model")
+        if server.engine is None:
+            return failure(503, "the model is still loading", "server_error", code="loading",
+                           headers={"Retry-After": "5"})
+        try:
+            conversation, events, first = await server.answer(request, body)
+        except RequestError as error:
+            headers = {"Retry-After": "5"} if error.status == 429 else None
+            return failure(error.status, str(error), code=error.code, param=error.param, headers=headers)
+        except PromptTooLong as error:
+            return failure(400, str(error), code="context_length_exceeded", param="messages")
+        except OvphiError as error:
+            return failure(400, str(error), code="invalid_request")
+        stops = StopStrings(body.stop)
+        turn = server.turn(request, conversation, events, first, stops)
+        reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": reply_id, "created": created, "model": settings.model_name}
+        server.metrics.request(200)
+        if not body.stream:
+            async for _, result in turn:
+                pass
+            message = {"role": "assistant", "content": stops.text.strip()}
+            return head | {"object": "chat.completion", "usage": usage(result), "choices": [{
+                "index": 0, "message": message, "finish_reason": finish_reason(result, stops), "logprobs": None}]}
+
+        def chunk(delta, reason=None):
+            return "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]}) + "\n\n"
+
+        async def sse():
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                async for text, result in turn:
+                    if text:
+                        yield chunk({"content": text})
+                    if result is not None:
+                        yield chunk({}, finish_reason(result, stops))
+                        if body.stream_options and body.stream_options.include_usage:
+                            yield "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [],
+                                                                "usage": usage(result)}) + "\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                await turn.aclose()  # stops the generation if the client left, and frees the slot
+
+        return StreamUntilDisconnect(sse(), media_type="text/event-stream")
+
+    return app

@@ -1,0 +1,65 @@
+"""The server's counters and histograms, written in Prometheus' text format for GET /metrics."""
+import threading
+from collections import Counter
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # seconds
+
+
+class Histogram:
+    def __init__(self):
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value):
+        self.counts[next((i for i, edge in enumerate(BUCKETS) if value <= edge), len(BUCKETS))] += 1
+        self.total += value
+
+    def lines(self, name):
+        cumulative, lines = 0, []
+        for edge, count in zip([*BUCKETS, "+Inf"], self.counts):
+            cumulative += count
+            lines.append(f'{name}_bucket{{le="{edge}"}} {cumulative}')
+        return lines + [f"{name}_sum {self.total}", f"{name}_count {cumulative}"]
+
+
+class Metrics:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = Counter()  # by HTTP status
+        self.ttft, self.tpot = Histogram(), Histogram()
+        self.tokens = Counter()  # processed, cached, generated
+        self.queue_depth = 0
+
+    def request(self, status):
+        with self.lock:
+            self.requests[status] += 1
+
+    def turn(self, timings):
+        with self.lock:
+            if timings.ttft_s is not None:
+                self.ttft.observe(timings.ttft_s)
+            if timings.tpot_s is not None:
+                self.tpot.observe(timings.tpot_s)
+            processed = timings.processed_tokens if timings.processed_tokens is not None else timings.prompt_tokens
+            self.tokens["processed"] += processed
+            self.tokens["cached"] += timings.prompt_tokens - processed
+            self.tokens["generated"] += timings.answer_tokens
+
+    def text(self, prefix_cache=None):
+        with self.lock:
+            lines = ["# TYPE ovphi_requests_total counter"]
+            lines += [f'ovphi_requests_total{{status="{status}"}} {count}' for status, count in
+                      sorted(self.requests.items())]
+            lines += ["# TYPE ovphi_ttft_seconds histogram", *self.ttft.lines("ovphi_ttft_seconds"),
+                      "# TYPE ovphi_tpot_seconds histogram", *self.tpot.lines("ovphi_tpot_seconds"),
+                      "# TYPE ovphi_queue_depth gauge", f"ovphi_queue_depth {self.queue_depth}",
+                      "# TYPE ovphi_prompt_tokens_total counter"]
+            lines += [f'ovphi_prompt_tokens_total{{kind="{kind}"}} {self.tokens[kind]}' for kind in
+                      ("processed", "cached")]
+            lines += ["# TYPE ovphi_generated_tokens_total counter",
+                      f"ovphi_generated_tokens_total {self.tokens['generated']}"]
+            if prefix_cache is not None:
+                lines += ["# TYPE ovphi_prefix_cache_total counter",
+                          f'ovphi_prefix_cache_total{{result="hit"}} {prefix_cache.hits}',
+                          f'ovphi_prefix_cache_total{{result="miss"}} {prefix_cache.misses}']
+            return "\n".join(lines) + "\n"

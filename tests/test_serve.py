@@ -1,0 +1,255 @@
+"""`ovphi serve` on loopback: the official openai client, every error in OpenAI's shape, the queue under
+concurrent clients, a client that goes away, and the security defaults. Bounded in count and time."""
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from ovphi.runtime import ChatSession, load
+
+TESTS = Path(__file__).parent
+FAKE = {"OVPHI_ENGINES": "fake=fake_engine:FakeEngine",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    """An `ovphi serve` process on a free loopback port, ready once /health says so."""
+
+    def __init__(self, model_dir, *args, env=None, key=None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.key = key
+        command = [sys.executable, "-m", "ovphi", "serve", str(model_dir), "--port", str(self.port), *args]
+        command += ["--api-key", key] if key else []
+        self.process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stderr.read()
+            try:
+                if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("the server did not get ready")
+
+    def client(self):
+        return openai.OpenAI(base_url=f"{self.base}/v1", api_key=self.key or "none", max_retries=0, timeout=120)
+
+    def post(self, body, **options):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        headers = {"Content-Type": "application/json"} | (
+            {"Authorization": f"Bearer {self.key}"} if self.key else {}) | options.pop("headers", {})
+        return requests.post(f"{self.base}/v1/chat/completions", data=data, headers=headers, timeout=120, **options)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def data_url(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def user(text, *images):
+    return {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}} for url in images]
+            + [{"type": "text", "text": text}]}
+
+
+@pytest.fixture(scope="module")
+def real(fp32_ir):
+    server = Served(fp32_ir, "--precision", "f32", "--no-cache")
+    yield server
+    server.stop()
+
+
+def test_the_openai_client_streams_answers_and_a_second_turn_uses_the_cache(real, fp32_ir, red_image):
+    client = real.client()
+    model = client.models.list().data[0].id
+    first = client.chat.completions.create(model=model, messages=[user("Describe the image.", data_url(red_image))],
+                                           max_tokens=12, temperature=0)
+    history = [user("Describe the image.", data_url(red_image)),
+               {"role": "assistant", "content": first.choices[0].message.content}, user("And the colours?")]
+    stream = client.chat.completions.create(model=model, messages=history, max_tokens=12, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    second_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens_details.cached_tokens > 757  # the image and the first turn were not computed again
+    assert usage.prompt_tokens - usage.prompt_tokens_details.cached_tokens < 30
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    chat = ChatSession(load(fp32_ir, precision="f32", cache=False), max_new_tokens=12)  # what the library says
+    answers = [list(chat.ask(question, images))[-1].answer
+               for question, images in (("Describe the image.", [red_image]), ("And the colours?", []))]
+    assert [first.choices[0].message.content, second_text.strip()] == answers
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_every_bad_request_gets_its_status_and_an_openai_error(real, red_image, tmp_path):
+    model = real.client().models.list().data[0].id
+    huge_text = "a " * 140_000  # past the 131,072-token context
+    not_image = "data:image/png;base64," + base64.b64encode(b"not a picture").decode()
+    cases = [
+        ("{not json", 400, "invalid_json"),
+        ({"model": model}, 400, "invalid_request"),
+        ({"model": "other", "messages": [user("Hi")]}, 404, "model_not_found"),
+        ({"model": model, "messages": [user("Hi", "data:image/png;base64,@@@")]}, 400, "invalid_image_url"),
+        ({"model": model, "messages": [user("Hi", not_image)]}, 400, "invalid_image"),
+        ({"model": model, "messages": [user("Hi", *[data_url(red_image.resize((8, 8)))] * 9)]}, 400,
+         "too_many_images"),
+        ({"model": model, "messages": [user("Hi", "http://127.0.0.1:9/x.png")]}, 400, "invalid_image_url"),
+        ({"model": model, "messages": [user("Hi", "/etc/passwd")]}, 400, "invalid_image_url"),
+        ({"model": model, "messages": [user("Hi")], "n": 2}, 400, None),
+        ({"model": model, "messages": [user("Hi")], "temperature": -1}, 400, None),
+        ({"model": model, "messages": [user(huge_text)]}, 400, "context_length_exceeded"),
+    ]
+    for body, status, code in cases:
+        reply = real.post(body)
+        assert reply.status_code == status, (body if isinstance(body, str) else str(body)[:200], reply.text[:300])
+        error = reply.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"]
+        assert code is None or error["code"] == code, error
+    assert "private addresses" in real.post(cases[6][0]).json()["error"]["message"]
+    assert real.post({"model": model, "messages": [user("Hi")], "max_tokens": 3}).status_code == 200  # still serving
+
+
+def test_a_large_body_is_refused(fp32_ir):
+    server = Served(fp32_ir, "--max-body-mb", "1", "--no-cache")
+    try:
+        reply = server.post({"model": "x", "messages": [user("a" * (2 << 20))]})
+        assert reply.status_code == 413 and reply.json()["error"]["code"] == "body_too_large"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_server(tiny_dir):
+    server = Served(tiny_dir, "--backend", "fake", "--max-queue", "8",
+                    env=FAKE | {"OVPHI_FAKE_WORDS": "5", "OVPHI_FAKE_DELAY": "0.02"})
+    yield server
+    server.stop()
+
+
+def test_concurrent_clients_are_served_in_turn_and_counted(fake_server):
+    client = fake_server.client()
+
+    def three_requests(number):
+        answers = []
+        for turn in range(3):
+            reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"{number}"}],
+                                                   max_tokens=5)
+            answers.append(reply.choices[0].message.content)
+        return answers
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(three_requests, range(8)))
+    assert results == [["a fake engine answers every"] * 3] * 8
+    metrics = requests.get(f"{fake_server.base}/metrics", timeout=10).text
+    assert 'ovphi_requests_total{status="200"} 24' in metrics and "ovphi_queue_depth 0" in metrics
+    assert "ovphi_ttft_seconds_count 24" in metrics and "ovphi_generated_tokens_total 120" in metrics
+
+
+def test_a_full_queue_answers_429_and_a_client_that_leaves_frees_the_slot(tiny_dir):
+    server = Served(tiny_dir, "--backend", "fake", "--max-queue", "1",
+                    env=FAKE | {"OVPHI_FAKE_WORDS": "200", "OVPHI_FAKE_DELAY": "0.05"})  # 10 s answers
+    body = {"model": "tiny", "messages": [user("Tell me.")], "max_tokens": 200, "stream": True}
+    try:
+        payload = json.dumps(body).encode()
+        running = socket.create_connection(("127.0.0.1", server.port))  # a client as plain as it gets
+        running.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        assert running.recv(100).startswith(b"HTTP/1.1 200")  # the first answer is being written
+        waiting = concurrent.futures.ThreadPoolExecutor(1).submit(server.post, body | {"stream": False})
+        time.sleep(0.5)
+        refused = server.post(body | {"stream": False})
+        assert refused.status_code == 429 and refused.headers["Retry-After"]
+        running.close()  # the client goes away mid-stream (as when it is killed): its generation stops
+        started = time.monotonic()
+        assert waiting.result(timeout=30).status_code == 200
+        assert time.monotonic() - started < 12  # its own 10 s, not the rest of the abandoned one as well
+    finally:
+        server.stop()
+
+
+def test_security_defaults(tiny_dir, red_image):
+    result = subprocess.run([sys.executable, "-m", "ovphi", "serve", str(tiny_dir), "--host", "0.0.0.0"],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1 and "--api-key" in result.stderr
+    server = Served(tiny_dir, "--backend", "fake", env=FAKE, key="sesame")
+    try:
+        body = {"model": "tiny", "messages": [user("Hi")]}
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            reply = requests.post(f"{server.base}/v1/chat/completions", json=body, headers=headers, timeout=30)
+            assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
+        assert server.post(body).status_code == 200
+        assert requests.get(f"{server.base}/health", timeout=10).status_code == 200  # no key needed
+    finally:
+        server.stop()
+
+
+def test_stop_strings_cut_the_answer_and_hold_back_what_may_begin_one():
+    from ovphi.server.app import StopStrings
+
+    stops = StopStrings(["END", "\n\n"])
+    sent = [stops.add(piece) for piece in ("Hello E", "N", "d of it. EN", "D more")]
+    assert "".join(sent) + stops.rest() == "Hello ENd of it. " and stops.hit
+    assert sent[0] == "Hello"  # " E" could have begun a stop string: held back until it did not
+    plain = StopStrings(None)
+    assert plain.add("abc") == "abc" and not plain.hit
+
+
+def test_a_repeated_history_gets_the_generated_ids_and_an_edited_one_does_not(red_image):
+    from ovphi.runtime import Conversation, ImagePart
+    from ovphi.server.requests import reuse_generated_ids
+
+    served = Conversation()
+    served.add("user", ImagePart(red_image, "a.png"), "Describe.")
+    served.add("assistant", "It is red.", token_ids=[5, 6, 7])
+    again = Conversation()
+    again.add("user", ImagePart(red_image.copy(), "https://elsewhere/b.png"), "Describe.")  # same picture
+    again.add("assistant", "It is red.")
+    again.add("user", "Sure?")
+    reuse_generated_ids(again, served)
+    assert again.messages[1].token_ids == [5, 6, 7]
+    edited = Conversation()
+    edited.add("user", ImagePart(red_image), "Describe.")
+    edited.add("assistant", "It is blue.")
+    edited.add("user", "Sure?")
+    reuse_generated_ids(edited, served)
+    assert edited.messages[1].token_ids is None
+
+
+def test_private_addresses_and_paths_outside_the_allowed_folder_are_refused(tmp_path, red_image):
+    from ovphi.server.app import ServerSettings
+    from ovphi.server.requests import RequestError, check_public, read_image_url
+
+    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "localhost"):
+        with pytest.raises(RequestError, match="private addresses"):
+            check_public(host)
+    red_image.save(tmp_path / "red.png")
+    allowed = ServerSettings(model_name="m", allow_local_dir=str(tmp_path))
+    assert read_image_url(str(tmp_path / "red.png"), allowed).size == red_image.size
+    with pytest.raises(RequestError, match="not beneath"):
+        read_image_url("/etc/hostname", allowed)
+    with pytest.raises(RequestError, match="--allow-local-dir"):
+        read_image_url(str(tmp_path / "red.png"), ServerSettings(model_name="m"))
