@@ -3,6 +3,7 @@ setup_arg_parser() and main(args)."""
 import importlib
 import os
 import re
+import signal
 import sys
 
 from .errors import OvphiError
@@ -41,6 +42,10 @@ def quiet_library_logs():
         logging.getLogger(library).setLevel(logging.ERROR)
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def one_line(error):
     """What an error says, in one line. OpenVINO's C++ errors put a source location first and the cause
     after it: keep the cause, drop build paths."""
@@ -66,9 +71,10 @@ def main(argv=None):
         print(f"ovphi: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
         return 2
     quiet_library_logs()
-    module = importlib.import_module(f"ovphi.commands.{argv[0].replace('-', '_')}")
-    args = module.setup_arg_parser().parse_args(argv[1:])
+    signal.signal(signal.SIGTERM, interrupt)  # timeout, docker stop, systemd: like Ctrl-C, nothing half-written
     try:
+        module = importlib.import_module(f"ovphi.commands.{argv[0].replace('-', '_')}")
+        args = module.setup_arg_parser().parse_args(argv[1:])
         return module.main(args) or 0
     except KeyboardInterrupt:
         print(f"ovphi {argv[0]}: interrupted; nothing was left half-written", file=sys.stderr)

@@ -1,5 +1,6 @@
 """The one image reader: a local path or an http(s) URL, under one set of limits (a download's size and
 its whole duration, a local file's size), converted to RGB the way a viewer shows it."""
+import hashlib
 import io
 import time
 from pathlib import Path
@@ -11,6 +12,12 @@ from .errors import OvphiError
 
 MAX_BYTES = 30 << 20  # a download or a local image file
 DOWNLOAD_SECONDS = 15.0  # the whole download, not each read
+
+
+def image_digest(image):
+    """SHA-256 of an image's pixels, size and mode: what makes two pictures the same picture (two different
+    ones of the same size, which give the same token count, differ here)."""
+    return hashlib.sha256(image.tobytes() + repr((image.size, image.mode)).encode()).hexdigest()
 
 
 def fetch(url, seconds=None, max_bytes=None):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import openvino as ov
+import pytest
 
 
 def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
@@ -28,6 +29,12 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
         assert one_image["prompt_tokens"]["median"] > 757
         assert 0 < one_image["vision_s"]["median"] <= one_image["ttft_s"]["median"] < 60  # seconds, not ms
         assert 0 < one_image["tpot_s"]["median"] < 1
+        for stats in filter(None, variant["scenarios"].values()):  # each roof fraction is roof / measured
+            roof = stats["roofline"]
+            assert roof["tpot_roof_fraction"] == pytest.approx(roof["decode_roof_s"] / stats["tpot_s"]["median"])
+            assert 0 < roof["tpot_roof_fraction"] and 0 < roof["decode_roof_s"] < stats["tpot_s"]["median"] * 10
+        assert one_image["roofline"]["ttft_roof_fraction"] == pytest.approx(
+            one_image["roofline"]["prefill_roof_s"] / one_image["ttft_s"]["median"])
         second = variant["scenarios"]["second_turn"]
         assert second["processed_tokens"]["median"] < second["prompt_tokens"]["median"]
         assert 0 < variant["ready_s"] < 600 and 0 < variant["rss_file_bytes"] < variant["peak_rss_bytes"]

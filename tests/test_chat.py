@@ -16,7 +16,7 @@ def chat(int4_ir, tmp_path, red_image):
     env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"))
     child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
                                            "--max-new-tokens", "16"], env=env, encoding="utf-8", timeout=120,
-                          cwd=str(tmp_path))
+                          cwd=str(tmp_path), preexec_fn=default_sigint)
     child.expect(PROMPT)
     yield child
     child.close(force=True)
@@ -73,3 +73,23 @@ def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(int4_ir, tmp_path, red_imag
     child.expect(PROMPT)
     child.sendeof()
     child.expect(pexpect.EOF)
+
+
+def test_errors_never_end_the_chat_and_blocks_span_lines(chat, tmp_path):
+    assert "error: /save" in ask(chat, f"/save {tmp_path}")  # a folder: OSError, one line
+    assert "error:" in ask(chat, "/save /proc/nope/x.json")
+    assert "error: image" in ask(chat, f"/image {tmp_path}")
+    chat.sendline('"""')
+    chat.sendline("First line of a question,")
+    chat.sendline("and its second line.")
+    chat.sendline('"""')
+    chat.expect(PROMPT)
+    assert "assistant> " in chat.before and "tokens/s" in chat.before  # answered, with its speed
+    assert "saved" in ask(chat, "/save c.json")
+    saved = json.loads((tmp_path / "c.json").read_text())["messages"]
+    assert saved[-2]["content"][-1]["text"] == "First line of a question,\nand its second line."
+    chat.sendintr()  # Ctrl-C at an empty prompt: a hint; twice: goodbye
+    chat.expect("Ctrl-C again")
+    chat.sendintr()
+    chat.expect(pexpect.EOF)
+    assert (tmp_path / "state" / "ovphi" / "chat_history").exists()  # kept for the next session

@@ -15,7 +15,7 @@ from conftest import default_sigint
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 from ovphi.convert import Recipe, convert
-from ovphi.convert.vision import choose_vision
+from ovphi.convert.vision import MIN_COSINE, choose_vision
 from ovphi.cpu import cpu_flags
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -84,12 +84,17 @@ def test_vision_auto_takes_static_int8_only_where_the_cpu_has_int8_dot_products(
     assert choose_vision({"avx512f", "avx512_vnni", "amx_int8"})[0] == "int8-static"  # Xeon with AMX
 
 
-def test_auto_vision_is_resolved_for_this_cpu_and_explained_in_the_manifest(tiny_dir, tmp_path):
+def test_auto_vision_is_resolved_for_this_cpu_gated_on_quality_and_explained(tiny_dir, tmp_path):
     manifest = convert(tiny_dir, tmp_path / "auto", Recipe(awq=False, dataset="builtin", num_samples=3))
     expected, reason = choose_vision(cpu_flags())
-    assert manifest["recipe"]["vision"] == expected and manifest["vision"]["chosen"] == reason
+    vision = manifest["vision"]
+    assert manifest["recipe"]["vision"] == expected and vision["chosen"] == reason
     static = fake_quantize_ops(tmp_path / "auto" / "openvino_vision_embeddings_model.xml") != []
-    assert static == (expected == "int8-static")
+    if expected == "int8-static":  # the tiny model's random encoder quantizes badly: the gate keeps weight-only
+        assert vision["check_cosine_vs_float"] < MIN_COSINE and not static
+        assert vision["quantization"] == "int8 weights" and "below 0.995" in vision["kept_weight_only_because"]
+    else:
+        assert not static and vision["quantization"] == "int8 weights"
 
 
 def test_data_free_int4_with_weight_only_vision(int4_awq, tiny_dir, tmp_path):
@@ -221,3 +226,63 @@ def test_ctrl_c_leaves_nothing_behind(tiny_dir, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "interrupted" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def checkpoint_with_its_own_code(tiny_dir, tmp_path_factory):
+    """The tiny checkpoint as checkpoints are published: model code in the folder, under module names of its own
+    (not ovphi's), which auto_map points to."""
+    import shutil
+
+    from ovphi.model import MODEL_CODE
+
+    folder = tmp_path_factory.mktemp("remote") / "tiny-remote"
+    shutil.copytree(tiny_dir, folder)
+    renamed = {name[:-3]: f"vendor_{name[:-3].replace('_phi3_v', '')}" for name in MODEL_CODE}
+    for name in MODEL_CODE:
+        code = (folder / name).read_text()
+        for old, new in renamed.items():
+            code = code.replace(f"from .{old} import", f"from .{new} import")
+        (folder / f"{renamed[name[:-3]]}.py").write_text(code)
+        (folder / name).unlink()
+    for file in ("config.json", "preprocessor_config.json"):
+        settings = json.loads((folder / file).read_text())
+        settings["auto_map"] = {key: renamed[value.split(".")[0]] + "." + value.split(".")[1]
+                                for key, value in settings["auto_map"].items()}
+        (folder / file).write_text(json.dumps(settings))
+    return folder
+
+
+@pytest.mark.parametrize("weight_format", ["int4", "int8", "fp16"])
+def test_trust_remote_code_converts_a_checkpoint_with_its_own_code(checkpoint_with_its_own_code, tmp_path,
+                                                                   red_image, weight_format):
+    out = tmp_path / weight_format
+    extra = ["--dataset", "builtin", "--num-samples", 4] if weight_format == "int4" else []
+    result = run_cli(checkpoint_with_its_own_code, out, "--trust-remote-code", "--weight-format", weight_format,
+                     "--vision", "int8", *extra)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "ovphi_manifest.json").read_text())
+    assert manifest["source"]["code"] == "checkpoint remote code"
+    assert json.loads((out / "config.json").read_text())["auto_map"]["AutoConfig"].startswith("vendor_")
+    red_image.save(tmp_path / "red.png")
+    for backend in ("optimum", "genai"):
+        answer = subprocess.run([sys.executable, "-m", "ovphi", "ask", str(out), "--image", str(tmp_path / "red.png"),
+                                 "--backend", backend, "--max-new-tokens", "4", "--format", "json"],
+                                capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        assert answer.returncode == 0, answer.stderr
+        assert json.loads(answer.stdout)["timings"]["answer_tokens"] == 4
+
+
+def test_a_disk_too_small_is_named_before_the_export(tiny_dir, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from ovphi.convert import convert as convert_module
+    from ovphi.errors import OvphiError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(convert_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    started = time.perf_counter()
+    with pytest.raises(OvphiError, match=r"has 0.0 GB free; converting needs about"):
+        convert(tiny_dir, tmp_path / "out", Recipe(weight_format="fp16"))
+    assert time.perf_counter() - started < 5 and list(tmp_path.iterdir()) == []  # refused before any export

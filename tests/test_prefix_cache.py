@@ -3,8 +3,9 @@ told apart by content, num_crops counts, and the cache stays within its bytes.""
 import pytest
 from PIL import Image
 
+from ovphi.images import image_digest
 from ovphi.runtime import ChatSession, load
-from ovphi.runtime.prefix_cache import PrefixCache, image_digest, prefix_key
+from ovphi.runtime.prefix_cache import PrefixCache, prefix_key
 
 
 def test_keys_name_images_by_content_and_crops():

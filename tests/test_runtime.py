@@ -192,3 +192,35 @@ def test_a_folder_of_another_model_type_is_refused_by_every_engine(int4_ir, tmp_
     for backend in ("optimum", "genai"):
         with pytest.raises(OvphiError, match="'llama' model, not Phi-3.5-vision"):
             load(other, backend)
+
+
+def test_a_prompt_the_memory_cannot_hold_is_refused_before_the_prefill(int4_ir, red_image, monkeypatch):
+    from collections import namedtuple
+
+    from ovphi.runtime import kv_loop
+
+    engine = load(int4_ir)
+    memory = namedtuple("memory", "available")
+    monkeypatch.setattr(kv_loop.psutil, "virtual_memory", lambda: memory(10**6))
+    with pytest.raises(OvphiError, match=r"reading 7\d\d prompt tokens needs about 0.\d GB and 0.0 GB are free"):
+        list(ChatSession(engine).ask("Describe it.", [red_image]))
+    assert kv_loop.prefill_bytes(engine.config, 20_000, 20_000) > 5e9  # the tiny model at 20k tokens: 5.6 GB seen
+
+
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_a_stop_token_recorded_in_the_folder_ends_a_turn(int4_ir, red_image, tmp_path, backend):
+    """The folder's generation_config.json (written by convert) says what ends a turn: made to name a token
+    this model answers with, every engine stops right after it."""
+    import json
+    import shutil
+
+    free = conversation(load(int4_ir, backend), [("Describe the image.", [red_image])])[0]
+    folder = tmp_path / "ir"
+    shutil.copytree(int4_ir, folder, ignore=shutil.ignore_patterns("model_cache"))
+    index = next(i for i, token in enumerate(free.token_ids) if i >= 1 and token not in free.token_ids[:i])
+    settings = json.loads((folder / "generation_config.json").read_text())
+    stops = [free.token_ids[index]] + settings["eos_token_id"]
+    (folder / "generation_config.json").write_text(json.dumps(settings | {"eos_token_id": stops}))
+    stopped = conversation(load(folder, backend), [("Describe the image.", [red_image])])[0]
+    assert stopped.finish_reason == "stop" and stopped.token_ids == free.token_ids[:index]
+    assert stopped.timings.answer_tokens == index + 1 and free.finish_reason == "length"

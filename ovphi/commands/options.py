@@ -33,6 +33,8 @@ def add_device_options(parser):
     parser.add_argument("--performance-hint", default=defaults.performance_hint, choices=PERFORMANCE_HINTS,
                         help="what OpenVINO optimises for")
     parser.add_argument("--no-cache", action="store_true", help="do not keep compiled models in MODEL_DIR/model_cache")
+    parser.add_argument("--prefix-cache-mb", type=int, default=defaults.prefix_cache_mb,
+                        help="KV snapshots kept for new conversations about images seen before (0: off)")
     parser.add_argument("--ov-option", action="append", default=[], metavar="KEY=VALUE",
                         help="another OpenVINO property, e.g. DYNAMIC_QUANTIZATION_GROUP_SIZE=64 (repeat)")
 
@@ -47,7 +49,8 @@ def add_model_options(parser):
 def runtime_options(args, precision=None):
     return RuntimeOptions(device=args.device, precision=precision or args.precision,
                           kv_cache_precision=args.kv_cache_precision, performance_hint=args.performance_hint,
-                          cache=not args.no_cache, properties=parse_properties(args.ov_option))
+                          cache=not args.no_cache, properties=parse_properties(args.ov_option),
+                          prefix_cache_mb=args.prefix_cache_mb)
 
 
 def add_generation_options(parser, max_new_tokens=GenerationConfig.max_new_tokens):

@@ -5,6 +5,7 @@ weights (optimum-intel's VLM default), and the vision encoder static INT8 (weigh
 vision.py) where this CPU has int8 dot products or the recipe asks, else weight-only INT8 there too. Everything is written to a folder beside OUT
 and renamed into place at the end, so an interrupted run never leaves an IR that looks complete.
 """
+import errno
 import hashlib
 import json
 import re
@@ -119,6 +120,8 @@ def resolve_model(model, revision):
     if not path.is_dir():
         raise OvphiError(f"model folder {model} does not exist")
     config_file = path / "config.json"
+    if (path / "openvino_language_model.xml").exists():
+        raise OvphiError(f"{model} is already an OpenVINO IR folder, not a model folder to convert")
     if not config_file.exists():
         raise OvphiError(f"{model} is not a model folder: it has no config.json")
     config = json.loads(config_file.read_text())
@@ -127,10 +130,33 @@ def resolve_model(model, revision):
     return path, config
 
 
+def weight_files(folder):
+    return sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+
+
+# bytes of an IR's weights per byte of a bf16 checkpoint's, by weight format (measured: full-size INT4 2.4 GB of 8.3)
+IR_BYTES_PER_CHECKPOINT_BYTE = {"int4": 0.35, "int8": 0.55, "fp16": 1.0, "fp32": 2.0}
+
+
+def check_disk(source, out, recipe):
+    """Refuse, before the export, a disk that cannot hold the float export and the IR beside OUT."""
+    checkpoint = sum(path.stat().st_size for path in weight_files(source))
+    export = checkpoint * (2 if recipe.weight_format == "fp32" else 1)
+    needed = export + checkpoint * IR_BYTES_PER_CHECKPOINT_BYTE.get(recipe.weight_format, 1)
+    folder = out.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OvphiError(f"{folder} has {free / 1e9:.1f} GB free; converting needs about {needed / 1e9:.1f} GB"
+                         " there (the float export, then the IR): free some space or choose another OUT")
+    return needed
+
+
 def weights_sha256(folder):
     """SHA-256 over the checkpoint's weight files, in name order."""
     digest = hashlib.sha256()
-    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+    for weights in weight_files(folder):
         with open(weights, "rb") as f:
             while chunk := f.read(1 << 24):
                 digest.update(chunk)
@@ -241,6 +267,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
         if recipe.compressed:
             print(f"vision encoder: {vision_choice} ({chosen_because})", flush=True)
     recipe.check(config)
+    needed = check_disk(source, out, recipe)
     needs_samples = recipe.data_aware or recipe.static_vision
     calibration = load_calibration(recipe.dataset, recipe.num_samples, recipe.seed) if needs_samples else None
     if not trust_remote_code:
@@ -261,7 +288,9 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             if recipe.static_vision:
                 images = min(recipe.num_samples - 1, CALIBRATION_IMAGES)
                 step(3, total, f"static INT8 for the vision encoder ({images} images)", started, interrupted)
-                vision = quantize_vision(work / "export", ir_dir, calibration.samples)
+                vision = quantize_vision(work / "export", ir_dir, calibration.samples, gate=bool(chosen_because))
+                if "kept_weight_only_because" in vision:
+                    print(f"vision encoder: int8 weights only ({vision['kept_weight_only_because']})", flush=True)
             if chosen_because and recipe.compressed:
                 vision["chosen"] = chosen_because
             restored = 0
@@ -295,4 +324,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
         except Exception as error:
             if interrupted():
                 raise KeyboardInterrupt from error
+            if getattr(error, "errno", None) == errno.ENOSPC or "iostream error" in str(error):
+                raise OvphiError(f"the disk of {out.resolve().parent} filled up during the conversion, which needs"
+                                 f" about {needed / 1e9:.1f} GB there; nothing was kept") from None
             raise

@@ -15,16 +15,28 @@ pictures by content, same num_crops) starts from a snapshot of that prefix (pref
 """
 import time
 
+import psutil
 import torch
 
 from ..errors import PromptTooLong
+from ..images import image_digest
 from ..model.constants_phi3_v import CROP
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, turn_result
-from .prefix_cache import PrefixCache, image_digest, prefix_key
+from .prefix_cache import PrefixCache, prefix_key
 from .prompt import prompt_ids
 from .sampling import Sampler
 from .timings import from_token_times
+
+
+def prefill_bytes(config, new_tokens, total_tokens):
+    """Memory a prefill of new_tokens after total_tokens - new_tokens cached ones needs at its peak, in f32: the
+    KV cache of all tokens, one layer's attention scores (heads x new x total), and the logits of every new
+    position (the exported language model returns them all)."""
+    heads, layers = config["num_attention_heads"], config["num_hidden_layers"]
+    head_dim = config["hidden_size"] // heads
+    kv = 2 * layers * config.get("num_key_value_heads", heads) * head_dim * total_tokens * 4
+    return kv + heads * new_tokens * total_tokens * 4 + new_tokens * config["vocab_size"] * 4
 
 
 def common_prefix(a, b):
@@ -42,6 +54,7 @@ class KVTurnLoop:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.stop_ids = set(stop_ids)
+        self.config = config
         self.context = config["max_position_embeddings"]
         # LongRoPE picks its factors by the whole sequence's length: a prompt is prefilled in one piece past this
         self.short_context = config.get("original_max_position_embeddings", self.context)
@@ -73,6 +86,13 @@ class KVTurnLoop:
             raise PromptTooLong(f"the prompt has {len(ids)} tokens; the context holds {self.context}")
         return ids, inputs
 
+    def check_memory(self, new_tokens, total_tokens):
+        """Refuse, before it starts, a prefill that needs more memory than the machine has free."""
+        needed, free = prefill_bytes(self.config, new_tokens, total_tokens), psutil.virtual_memory().available
+        if needed > free:
+            raise PromptTooLong(f"reading {new_tokens} prompt tokens needs about {needed / 1e9:.1f} GB and"
+                                f" {free / 1e9:.1f} GB are free: shorten the prompt or the conversation")
+
     def keep(self, length):
         self.model.keep(length, len(self.cached_ids))
         self.cached_ids = self.cached_ids[:length]
@@ -100,26 +120,16 @@ class KVTurnLoop:
         self.rates["vision"] = crops / seconds
         return embeds, seconds
 
-    def compute(self, ids, start, end, image_inputs, emit, announce=0):
-        """Prefill ids[start:end] after the cache's first `start` positions (announcing `announce` prompt
-        tokens, the whole prefill's): (logits, vision seconds, language-model seconds)."""
-        embeds, vision_seconds = self.embed(ids[start:end], image_inputs, emit)
-        if announce:
-            emit(Status("prefill", f"reading {announce} prompt tokens", announce,
-                        self.expected_seconds("prefill", announce)))
-        started = time.perf_counter()
-        logits = self.model.forward(embeds, start, end)
-        self.cached_ids = list(ids[:end])
-        return logits, vision_seconds, time.perf_counter() - started
-
     def prefill(self, ids, image_inputs, emit=lambda event: None, digests=(), num_crops=None):
         """Bring the cache to `ids`, computing only what it lacks: (logits of the new positions, how many
-        were computed, vision seconds, prefix cache use: "hit", "miss" or None). A prompt with images that
-        fits the short context is prefilled in two pieces, up to its last image and after, so that the
-        first piece's cache can be kept for a new conversation about the same images."""
+        were computed, vision seconds, prefix cache use: "hit", "miss" or None). The cache of a prompt's
+        positions up to its last image is snapshotted after the answer (keep_pending_snapshot), for a new
+        conversation about the same images; only below LongRoPE's switch, where those positions' keys do not
+        depend on how long the whole prompt is."""
         reuse = min(common_prefix(self.cached_ids, ids), len(ids) - 1)  # one token at least, for logits
         while reuse and ids[reuse] < 0 and ids[reuse - 1] == ids[reuse]:
             reuse -= 1  # never split one image's tokens between cache and prefill
+        self.check_memory(len(ids) - reuse, len(ids))
         images_end = max((i + 1 for i, token in enumerate(ids) if token < 0), default=0)
         use_cache = bool(self.prefix_cache.max_bytes and digests) and reuse < images_end < len(ids) <= self.short_context
         key = prefix_key(ids[:images_end], digests, num_crops) if use_cache else None
@@ -129,16 +139,17 @@ class KVTurnLoop:
             self.cached_ids, reuse = list(ids[:images_end]), images_end
         else:
             self.keep(reuse)
-        total, vision_seconds, forward_seconds = len(ids) - reuse, 0.0, 0.0
-        if use_cache and snapshot is None:
-            _, vision_seconds, forward_seconds = self.compute(ids, reuse, images_end, image_inputs, emit, total)
-            self.pending_snapshot, total = (key, images_end), 0
-        logits, more_vision, more_forward = self.compute(ids, len(self.cached_ids), len(ids), image_inputs, emit,
-                                                         total)
+            self.pending_snapshot = (key, images_end) if use_cache else None
+        embeds, vision_seconds = self.embed(ids[reuse:], image_inputs, emit)
+        emit(Status("prefill", f"reading {len(ids) - reuse} prompt tokens", len(ids) - reuse,
+                    self.expected_seconds("prefill", len(ids) - reuse)))
+        started = time.perf_counter()
+        logits = self.model.forward(embeds, reuse, len(ids))
         if len(ids) - reuse >= 32:  # short prefills say little about the speed
-            self.rates["prefill"] = (len(ids) - reuse) / (forward_seconds + more_forward)
+            self.rates["prefill"] = (len(ids) - reuse) / (time.perf_counter() - started)
+        self.cached_ids = list(ids)
         status = None if not use_cache else "hit" if snapshot is not None else "miss"
-        return logits, len(ids) - reuse, vision_seconds + more_vision, status
+        return logits, len(ids) - reuse, vision_seconds, status
 
     def keep_pending_snapshot(self):
         """Snapshot the prefix the last prefill marked: after the answer, so that it costs no time to first token."""

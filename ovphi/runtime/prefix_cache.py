@@ -1,13 +1,7 @@
 """Snapshots of the KV cache after a prompt's images, kept for a new conversation about the same images
 (a /reset then the same picture, a batch of questions about one image, a server's next request): an LRU
 bounded in bytes, keyed by the prompt up to the last image with each image named by its content's hash."""
-import hashlib
 from collections import OrderedDict
-
-
-def image_digest(image):
-    """SHA-256 of an image's pixels, size and mode: two pictures with the same token count differ here."""
-    return hashlib.sha256(image.tobytes() + repr((image.size, image.mode)).encode()).hexdigest()
 
 
 def prefix_key(ids, digests, num_crops):

@@ -34,6 +34,10 @@ class ChatSession:
         TurnResult. Images come before the text, as Phi-3.5-vision expects."""
         if not isinstance(text, str) or not text.strip():
             raise OvphiError("the prompt is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8, smuggled in as surrogates (a shell's argv)
+            raise OvphiError("the prompt is not valid UTF-8 text") from None
         parts = self.pending + [ImagePart(image) for image in images] + [text]
         self.pending = []
         return self._turn(parts)

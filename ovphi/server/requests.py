@@ -9,9 +9,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import OvphiError
-from ..images import decode, fetch, read_local
+from ..images import decode, fetch, image_digest, read_local
 from ..runtime import Conversation, GenerationConfig, ImagePart
-from ..runtime.prefix_cache import image_digest
 
 
 class RequestError(OvphiError):

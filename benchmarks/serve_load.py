@@ -1,0 +1,154 @@
+"""Load on `ovphi serve`: N concurrent clients, each a conversation of M turns about its own picture, through the
+official openai client. Reports p50/p95 TTFT and TPOT per turn and requests per minute, as JSON and Markdown.
+
+    python benchmarks/serve_load.py models/full-int4 --backend optimum --backend genai-stock \\
+        --clients 2 --turns 3 --out benchmarks/reports/serve-load-intel-xeon-amx
+
+Each backend gets its own server process on a free loopback port (started here, stopped at the end).
+"""
+import argparse
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import requests
+
+from ovphi.calibration.sources import BUILTIN
+from ovphi.cpu import cpu_kind, cpu_model
+from ovphi.files import write_folder_atomically
+from ovphi.images import read_image
+
+QUESTIONS = ["Describe the image in detail.", "Which colours stand out?", "Say it in one sentence."]
+
+
+def start_server(model_dir, backend):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "ovphi", "serve", str(model_dir), "--backend", backend,
+                                "--port", str(port), "--max-queue", "64"], stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                return process, base
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit(f"the {backend} server stopped while loading")
+        time.sleep(0.5)
+    process.terminate()
+    raise SystemExit(f"the {backend} server did not get ready")
+
+
+def data_url(path, tag):
+    """The picture as a data: URL, one pixel set from `tag` so that no two clients share a prefix."""
+    image = read_image(path)
+    image.putpixel((0, 0), (tag % 256, 17, 99))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def conversation(client, model, image_url, turns, max_tokens):
+    """[(ttft, tpot, cached tokens)] of each turn of one client's conversation, streamed."""
+    history, measured = [], []
+    for number, question in enumerate(QUESTIONS[:turns]):
+        content = ([{"type": "image_url", "image_url": {"url": image_url}}] if number == 0 else []) + [
+            {"type": "text", "text": question}]
+        history.append({"role": "user", "content": content})
+        started, times, text, usage = time.perf_counter(), [], [], None
+        for chunk in client.chat.completions.create(model=model, messages=history, max_tokens=max_tokens,
+                                                    temperature=0, stream=True,
+                                                    stream_options={"include_usage": True}):
+            if chunk.usage:
+                usage = chunk.usage
+            if chunk.choices and chunk.choices[0].delta.content:
+                times.append(time.perf_counter() - started)
+                text.append(chunk.choices[0].delta.content)
+        history.append({"role": "assistant", "content": "".join(text)})
+        tpot = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
+        measured.append((times[0] if times else None, tpot, usage.prompt_tokens_details.cached_tokens))
+    return measured
+
+
+def percentile(values, fraction):
+    values = sorted(v for v in values if v is not None)
+    return values[min(len(values) - 1, round(fraction * (len(values) - 1)))] if values else None
+
+
+def run(model_dir, backend, clients, turns, max_tokens, pictures):
+    process, base = start_server(model_dir, backend)
+    try:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0, timeout=3600)
+        model = client.models.list().data[0].id
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(lambda n: conversation(client, model, data_url(pictures[n % len(pictures)], n),
+                                                           turns, max_tokens), range(clients)))
+        minutes = (time.perf_counter() - started) / 60
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    per_turn = []
+    for number in range(turns):
+        ttft = [result[number][0] for result in results]
+        tpot = [result[number][1] for result in results]
+        per_turn.append({"turn": number + 1, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
+                         "tpot_p50_s": percentile(tpot, 0.5), "tpot_p95_s": percentile(tpot, 0.95),
+                         "cached_tokens_median": statistics.median(result[number][2] for result in results)})
+    return {"backend": backend, "clients": clients, "turns": turns, "requests": clients * turns,
+            "requests_per_minute": clients * turns / minutes, "per_turn": per_turn}
+
+
+def markdown(report):
+    lines = [f"# ovphi serve under load — {report['machine']['cpu']} ({report['machine']['cpu_kind']})", "",
+             f"{report['clients']} concurrent clients x {report['turns']} turns each, streamed answers of up to "
+             f"{report['max_tokens']} tokens, greedy; each client its own picture. Model: `{report['model']}`.", "",
+             "| backend | turn | TTFT p50 s | TTFT p95 s | TPOT p50 ms | TPOT p95 ms | cached tokens (median) |"
+             " requests/min |", "|---|---|---|---|---|---|---|---|"]
+    fmt = lambda value, scale=1, digits=2: "–" if value is None else f"{value * scale:.{digits}f}"  # noqa: E731
+    for result in report["results"]:
+        for turn in result["per_turn"]:
+            lines.append(f"| {result['backend']} | {turn['turn']} | {fmt(turn['ttft_p50_s'])} | {fmt(turn['ttft_p95_s'])}"
+                         f" | {fmt(turn['tpot_p50_s'], 1000, 0)} | {fmt(turn['tpot_p95_s'], 1000, 0)} | "
+                         f"{turn['cached_tokens_median']:.0f} | {result['requests_per_minute']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir")
+    parser.add_argument("--backend", action="append", help="repeat (default: optimum and genai-stock)")
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--turns", type=int, default=3, choices=range(1, len(QUESTIONS) + 1))
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pictures = [BUILTIN.parent / json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
+    results = [run(args.model_dir, backend, args.clients, args.turns, args.max_tokens, pictures)
+               for backend in args.backend or ["optimum", "genai-stock"]]
+    report = {"machine": {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "cores": os.cpu_count()},
+              "model": str(args.model_dir), "clients": args.clients, "turns": args.turns,
+              "max_tokens": args.max_tokens, "date": time.strftime("%Y-%m-%d %H:%M"), "results": results}
+
+    def write(folder):
+        (folder / "report.json").write_text(json.dumps(report, indent=2))
+        (folder / "report.md").write_text(markdown(report))
+
+    write_folder_atomically(args.out, write)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
