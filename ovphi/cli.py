@@ -68,7 +68,7 @@ def main(argv=None):
         print(f"ovphi {version('ovphi')}")
         return 0
     if argv[0] not in COMMANDS:
-        print(f"ovphi: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
+        print(f"ovphi: unknown command {argv[0]!r}; `ovphi help` lists the commands", file=sys.stderr)
         return 2
     quiet_library_logs()
     signal.signal(signal.SIGTERM, interrupt)  # timeout, docker stop, systemd: like Ctrl-C, nothing half-written

@@ -275,9 +275,10 @@ def test_trust_remote_code_converts_a_checkpoint_with_its_own_code(checkpoint_wi
 
 
 def test_a_disk_too_small_is_named_before_the_export(tiny_dir, tmp_path, monkeypatch):
+    import importlib
     from collections import namedtuple
 
-    from ovphi.convert import convert as convert_module
+    convert_module = importlib.import_module("ovphi.convert.convert")  # the module, not the function
     from ovphi.errors import OvphiError
 
     usage = namedtuple("usage", "total used free")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import default_sigint
 
 from ovphi.errors import OvphiError
 from ovphi.runtime import registry
@@ -51,8 +52,12 @@ def test_a_new_engine_answers_through_ask(tiny_dir):
 
 def test_a_new_engine_chats(tiny_dir, tmp_path):
     child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(tiny_dir), "--backend", "fake"],
-                          env=ENV | {"XDG_STATE_HOME": str(tmp_path)}, encoding="utf-8", timeout=60)
-    child.expect("you> ")
+                          env=ENV | {"XDG_STATE_HOME": str(tmp_path)}, encoding="utf-8", timeout=120,
+                          preexec_fn=default_sigint)
+    if child.expect(["you> ", pexpect.EOF]) == 1:
+        child.close()
+        raise AssertionError(f"the chat ended at once: {child.before!r}, exit {child.exitstatus}, signal"
+                             f" {child.signalstatus}")
     child.sendline("Hello?")
     child.expect("you> ")
     assert "a fake engine answers every question the same way" in child.before

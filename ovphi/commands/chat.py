@@ -58,7 +58,10 @@ def run_command(chat, line):
     elif command == "/save":
         if not argument:
             raise OvphiError("/save needs a file name")
-        write_atomically(argument, json.dumps(chat.transcript(), indent=2) + "\n")
+        try:
+            write_atomically(argument, json.dumps(chat.transcript(), indent=2) + "\n")
+        except OSError as error:
+            raise OvphiError(f"/save {argument}: {error.strerror or error}") from None
         print(f"(conversation saved to {argument})")
     else:
         raise OvphiError(f"unknown command {command}; /help lists them")

@@ -212,7 +212,8 @@ def compress(export_dir, out_dir, recipe, calibration, trust_remote_code=False):
             "question": [s.instruction for s in calibration.samples],
         })
     config = OVConfig(quantization_config=recipe.quantization_config(export_dir))
-    OVQuantizer(model).quantize(ov_config=config, calibration_dataset=calibration_dataset, save_directory=out_dir)
+    OVQuantizer(model, trust_remote_code=trust_remote_code).quantize(
+        ov_config=config, calibration_dataset=calibration_dataset, save_directory=out_dir)
     for item in export_dir.iterdir():
         if not (out_dir / item.name).exists():
             shutil.copy(item, out_dir / item.name)
