@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import openai
 import requests
@@ -113,7 +112,8 @@ def run(model_dir, backend, clients, turns, max_tokens, pictures):
 def markdown(report):
     lines = [f"# ovphi serve under load — {report['machine']['cpu']} ({report['machine']['cpu_kind']})", "",
              f"{report['clients']} concurrent clients x {report['turns']} turns each, streamed answers of up to "
-             f"{report['max_tokens']} tokens, greedy; each client its own picture. Model: `{report['model']}`.", "",
+             f"{report['max_tokens']} tokens, greedy; each client its own picture. Model: `{report['model']}`.",
+             *(["", f"Conditions: {report['conditions']}"] if report.get("conditions") else []), "",
              "| backend | turn | TTFT p50 s | TTFT p95 s | TPOT p50 ms | TPOT p95 ms | cached tokens (median) |"
              " requests/min |", "|---|---|---|---|---|---|---|---|"]
     fmt = lambda value, scale=1, digits=2: "–" if value is None else f"{value * scale:.{digits}f}"  # noqa: E731
@@ -133,6 +133,7 @@ def main():
     parser.add_argument("--turns", type=int, default=3, choices=range(1, len(QUESTIONS) + 1))
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--conditions", help="what else the machine was doing, said in the report")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pictures = [BUILTIN.parent / json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
@@ -140,7 +141,8 @@ def main():
                for backend in args.backend or ["optimum", "genai-stock"]]
     report = {"machine": {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "cores": os.cpu_count()},
               "model": str(args.model_dir), "clients": args.clients, "turns": args.turns,
-              "max_tokens": args.max_tokens, "date": time.strftime("%Y-%m-%d %H:%M"), "results": results}
+              "max_tokens": args.max_tokens, "date": time.strftime("%Y-%m-%d %H:%M"), "conditions": args.conditions,
+              "results": results}
 
     def write(folder):
         (folder / "report.json").write_text(json.dumps(report, indent=2))

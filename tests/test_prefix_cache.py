@@ -60,3 +60,27 @@ def test_other_pixels_or_other_crops_miss(engine, red_image):
 def test_a_prefix_cache_of_zero_bytes_is_off(fp32_ir, red_image):
     engine = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)
     assert [ask(engine, red_image).timings.prefix_cache for _ in range(2)] == [None, None]
+
+
+def test_another_picture_at_the_same_place_is_never_taken_for_the_cached_one(fp32_ir, red_image, blue_image):
+    """Two conversations in a row on one engine (a server's two clients): same template, same token count, other
+    pixels. The second must be computed, and answer as it would alone."""
+    from ovphi.runtime import Conversation, GenerationConfig, ImagePart
+
+    engine = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)
+    other = blue_image.resize(red_image.size)
+
+    def alone(image):
+        fresh = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)
+        return ask(fresh, image)
+
+    def after_another(first, second):
+        for image in (first, second):
+            talk = Conversation()
+            talk.add("user", ImagePart(image), "Describe the image.")
+            result = list(engine.stream(talk, GenerationConfig(max_new_tokens=8)))[-1]
+        return result
+
+    second = after_another(red_image, other)
+    assert second.timings.processed_tokens > 757  # the other picture was encoded and read, not taken from the cache
+    assert second.token_ids == alone(other).token_ids

@@ -64,7 +64,7 @@ class KVTurnLoop:
 
     def reset(self):
         self.model.keep(0, 0)
-        self.cached_ids = []  # the token ids whose keys and values the cache holds
+        self.cached_ids = []  # what the cache holds, per position: the token id, or the digest of the image there
         self.processed_images = ([], None, {})
         self.pending_snapshot = None
 
@@ -122,11 +122,13 @@ class KVTurnLoop:
 
     def prefill(self, ids, image_inputs, emit=lambda event: None, digests=(), num_crops=None):
         """Bring the cache to `ids`, computing only what it lacks: (logits of the new positions, how many
-        were computed, vision seconds, prefix cache use: "hit", "miss" or None). The cache of a prompt's
+        were computed, vision seconds, prefix cache use: "hit", "miss" or None). Image positions are matched by
+        the content `digests` name, not by their -N ids: another picture never passes for a cached one. The cache of a prompt's
         positions up to its last image is snapshotted after the answer (keep_pending_snapshot), for a new
         conversation about the same images; only below LongRoPE's switch, where those positions' keys do not
         depend on how long the whole prompt is."""
-        reuse = min(common_prefix(self.cached_ids, ids), len(ids) - 1)  # one token at least, for logits
+        positions = [token if token >= 0 else digests[-token - 1] for token in ids] if digests else list(ids)
+        reuse = min(common_prefix(self.cached_ids, positions), len(ids) - 1)  # one token at least, for logits
         while reuse and ids[reuse] < 0 and ids[reuse - 1] == ids[reuse]:
             reuse -= 1  # never split one image's tokens between cache and prefill
         self.check_memory(len(ids) - reuse, len(ids))
@@ -136,7 +138,7 @@ class KVTurnLoop:
         snapshot = self.prefix_cache.get(key) if use_cache else None
         if snapshot is not None:
             self.model.restore(snapshot, images_end)
-            self.cached_ids, reuse = list(ids[:images_end]), images_end
+            self.cached_ids, reuse = positions[:images_end], images_end
         else:
             self.keep(reuse)
             self.pending_snapshot = (key, images_end) if use_cache else None
@@ -147,7 +149,7 @@ class KVTurnLoop:
         logits = self.model.forward(embeds, reuse, len(ids))
         if len(ids) - reuse >= 32:  # short prefills say little about the speed
             self.rates["prefill"] = (len(ids) - reuse) / (time.perf_counter() - started)
-        self.cached_ids = list(ids)
+        self.cached_ids = positions
         status = None if not use_cache else "hit" if snapshot is not None else "miss"
         return logits, len(ids) - reuse, vision_seconds, status
 
@@ -197,9 +199,11 @@ class KVTurnLoop:
     def score(self, conversation, answer_ids, num_crops=None):
         """Teacher forcing (see Engine.score). A prompt the cache already holds is not computed again."""
         ids, image_inputs = self.prompt(conversation, num_crops)
-        self.keep(min(common_prefix(self.cached_ids, ids), len(ids) - 1))  # keep only the prompt
+        digests = [image_digest(part.image) for part in conversation.images]
+        positions = [token if token >= 0 else digests[-token - 1] for token in ids]
+        self.keep(min(common_prefix(self.cached_ids, positions), len(ids) - 1))  # keep only the prompt
         full = ids + list(answer_ids)
-        logits, processed, _, _ = self.prefill(full, image_inputs)
+        logits, processed, _, _ = self.prefill(full, image_inputs, digests=digests, num_crops=num_crops)
         first = len(ids) - 1 - (len(full) - processed)  # logits cover the positions from len(full) - processed
         return logits[first:first + len(answer_ids)]
 
