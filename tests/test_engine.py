@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pexpect
 import pytest
-from conftest import default_sigint
 
 from ovphi.errors import OvphiError
 from ovphi.runtime import registry
@@ -51,18 +49,14 @@ def test_a_new_engine_answers_through_ask(tiny_dir):
 
 
 def test_a_new_engine_chats(tiny_dir, tmp_path):
-    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(tiny_dir), "--backend", "fake"],
-                          env=ENV | {"XDG_STATE_HOME": str(tmp_path)}, encoding="utf-8", timeout=120,
-                          preexec_fn=default_sigint)
-    if child.expect(["you> ", pexpect.EOF]) == 1:
-        child.close()
-        raise AssertionError(f"the chat ended at once: {child.before!r}, exit {child.exitstatus}, signal"
-                             f" {child.signalstatus}")
-    child.sendline("Hello?")
-    child.expect("you> ")
-    assert "a fake engine answers every question the same way" in child.before
-    child.sendline("/quit")
-    child.expect(pexpect.EOF)
+    """Through a pipe: ptyprocess forks this (by now many-threaded) test process and runs Python in the child
+    before exec, which crashed it (SIGSEGV) once engines had been loaded here; the pty itself is tested in
+    test_chat.py, early in the run."""
+    result = subprocess.run([sys.executable, "-m", "ovphi", "chat", str(tiny_dir), "--backend", "fake"],
+                            input="Hello?\n/quit\n", capture_output=True, text=True, timeout=120,
+                            env=ENV | {"XDG_STATE_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "assistant> a fake engine answers every question the same way" in result.stdout
 
 
 def test_a_new_engine_is_benchmarked(tiny_dir, tmp_path):
