@@ -35,9 +35,7 @@ REPORT_FILES = ("report.json", "report.md", "report.png")
 METRICS = ["ttft_s", "tpot_s", "tokens_per_s", "vision_s", "prompt_tokens", "processed_tokens"]
 
 
-def bench_image_paths():
-    """The builtin calibration pictures, varied from run to run."""
-    return [BUILTIN.parent / json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
+BENCH_IMAGES = [BUILTIN.parent / json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]  # varied per run
 
 
 def marked(image, tag):
@@ -49,9 +47,8 @@ def marked(image, tag):
     return copy
 
 
-def shown_path(run):
+def shown_path(run, paths):
     """The picture a fresh-process run shows (each run another one)."""
-    paths = bench_image_paths()
     return paths[(2 * run) % len(paths)]
 
 
@@ -145,7 +142,7 @@ def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, 
             shown = [marked(pictures[(2 * run + i) % len(pictures)], (scenario_number, run, i)) for i in range(2)]
             if scenario.fresh_process:
                 if run:
-                    timings.append(cold_ask(model_dir, backend, options, max_new_tokens, shown_path(run)))
+                    timings.append(cold_ask(model_dir, backend, options, max_new_tokens, shown_path(run, BENCH_IMAGES)))
                 continue
             measured = run_scenario(engine, scenario, shown, max_new_tokens)
             if run:
@@ -231,7 +228,7 @@ def bench(models, out, backends=("optimum", "genai"), options=None, scenarios=tu
         raise OvphiError(f"baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
     check_replaceable(out, REPORT_FILES, force, keep=[folder for folder, _, _ in plan])
     check_same_cpu(out, force)
-    pictures = [read_image(path) for path in bench_image_paths()]
+    pictures = [read_image(path) for path in BENCH_IMAGES]
     machine = roofline.measure_machine()
     log(f"  read bandwidth {machine['read_bandwidth_bytes_per_s']['best'] / 1e9:.1f} GB/s, "
         f"{machine['matmul_precision']} matmul {machine['matmul_flops_per_s']['best'] / 1e9:.0f} GFLOP/s")

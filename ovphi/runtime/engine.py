@@ -205,6 +205,14 @@ class Engine(ABC):
         return {"f32": 4, "bf16": 2, "f16": 2, "u8": 1, "i8": 1, "u4": 0.5}.get(precision.lower(), 1)
 
 
+def answer_end(generated, stop_ids, generation, stop_requested):
+    """(the answer's ids without its stop token, whether a stop token ended it, whether stop() cut it short)
+    of the ids a turn generated."""
+    stopped_by_token = bool(generated) and generated[-1] in stop_ids and not generation.ignore_eos
+    cancelled = stop_requested.is_set() and not stopped_by_token and len(generated) < generation.max_new_tokens
+    return (generated[:-1] if stopped_by_token else list(generated)), stopped_by_token, cancelled
+
+
 def turn_result(answer, token_ids, stopped_by_token, cancelled, timings):
     """TurnResult with its finish reason: cancelled (stop() was called), stop (a stop token) or length."""
     reason = "cancelled" if cancelled else "stop" if stopped_by_token else "length"

@@ -9,8 +9,8 @@ import openvino_genai
 
 from ..errors import OvphiError
 from ..model.tokens import folder_stop_token_ids
-from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, turn_result
-from .prompt import tagged_text
+from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
+from .prompt import tagged_messages
 from .timings import TurnTimings
 
 
@@ -86,10 +86,7 @@ class GenaiEngine(Engine):
     def extend_history(self, conversation):
         """Append to the ChatHistory what it lacks (returns the new images); a new one when the
         conversation changed."""
-        rendered, number = [], 1
-        for message in conversation.messages:
-            rendered.append({"role": message.role, "content": tagged_text(message, number)})
-            number += len(message.images)
+        rendered = tagged_messages(conversation.messages)
         if self.history is None or rendered[:len(self.sent)] != self.sent:
             if any(message.images for message in conversation.messages[:-1]):
                 raise OvphiError("the genai engine cannot replay a conversation whose earlier turns have images;"
@@ -114,9 +111,7 @@ class GenaiEngine(Engine):
         result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
                                     generation_config=self.genai_config(generation), streamer=streamer)
         ids = streamer.token_ids
-        stopped_by_token = bool(ids) and ids[-1] in self.stop_ids and not generation.ignore_eos
-        kept = ids[:-1] if stopped_by_token else ids
-        cancelled = self.stop_requested.is_set() and not stopped_by_token and len(ids) < generation.max_new_tokens
+        kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
         return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled, self.timings(result.perf_metrics))
 
     def timings(self, metrics):

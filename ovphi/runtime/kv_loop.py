@@ -22,7 +22,7 @@ from ..errors import PromptTooLong
 from ..images import image_digest
 from ..model.constants_phi3_v import CROP
 from .detokenize import IncrementalText
-from .engine import Chunk, Engine, Status, turn_result
+from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import prompt_ids
 from .sampling import Sampler
@@ -170,14 +170,13 @@ class KVTurnLoop:
         logits = logits[-1:]
         sampler, text = Sampler(generation), IncrementalText(self.tokenizer)
         history = torch.tensor([[max(i, 0) for i in ids]])
-        answer, token_times, stopped_by_token = [], [], False
+        answer, token_times = [], []
         while len(answer) < generation.max_new_tokens and not stop_requested.is_set():
             token = sampler.next_token(history, logits)
             answer.append(token)
             token_times.append(time.perf_counter() - started)
             emit(Chunk(text.feed([token]), [token], token_times[-1]))
             if token in self.stop_ids and not generation.ignore_eos:
-                stopped_by_token = True
                 break
             if len(self.cached_ids) + 1 >= self.context:
                 break
@@ -188,8 +187,7 @@ class KVTurnLoop:
         tail = text.finish()
         if tail:
             emit(Chunk(tail, [], time.perf_counter() - started))
-        kept = answer[:-1] if stopped_by_token else answer
-        cancelled = stop_requested.is_set() and not stopped_by_token and len(answer) < generation.max_new_tokens
+        kept, stopped_by_token, cancelled = answer_end(answer, self.stop_ids, generation, stop_requested)
         self.keep_pending_snapshot()
         timings = from_token_times(load_seconds, vision_seconds, token_times, time.perf_counter() - started,
                                    prompt_tokens=len(ids), processed_tokens=processed, prefix_cache=prefix)

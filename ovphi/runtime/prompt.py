@@ -81,6 +81,15 @@ def prompt_ids(tokenizer, messages, tokens_per_image, add_generation_prompt=True
     return ids
 
 
+def tagged_messages(messages):
+    """The messages as {"role", "content"} dicts with `<|image_N|>` tags, numbered over the conversation."""
+    rendered, number = [], 1
+    for message in messages:
+        rendered.append({"role": message.role, "content": tagged_text(message, number)})
+        number += len(message.images)
+    return rendered
+
+
 def tagged_text(message, first_number):
     """A message as text with `<|image_N|>` tags (images numbered from first_number), for a runtime that
     applies the template itself (openvino.genai). Refuses user text that such a runtime would read as

@@ -10,10 +10,10 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ..model.tokens import folder_stop_token_ids
 from .detokenize import IncrementalText
-from .engine import Capabilities, Chunk, Engine, turn_result
+from .engine import Capabilities, Chunk, Engine, answer_end, turn_result
 from .genai_engine import GenaiEngine
 from .optimum_engine import load_optimum_model
-from .prompt import tagged_text
+from .prompt import tagged_messages
 from .timings import from_token_times
 
 
@@ -71,11 +71,8 @@ class StockOptimumEngine(Engine):
     def generate(self, conversation, generation, emit):
         started = time.perf_counter()
         self.vision_seconds = 0.0
-        messages, number = [], 1
-        for message in conversation.messages:
-            messages.append({"role": message.role, "content": tagged_text(message, number)})
-            number += len(message.images)
-        text = self.processor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = self.processor.tokenizer.apply_chat_template(tagged_messages(conversation.messages),
+                                                            add_generation_prompt=True, tokenize=False)
         images = [part.image for part in conversation.images]
         inputs = self.processor(text=text, images=images or None, num_crops=generation.num_crops)
         options = {"do_sample": not generation.greedy, "repetition_penalty": generation.repetition_penalty}
@@ -90,9 +87,7 @@ class StockOptimumEngine(Engine):
                                      eos_token_id=self.stop_ids, stopping_criteria=StoppingCriteriaList(
                                          [StopOnRequest(self.stop_requested)]), **options)
         ids = output[0, inputs["input_ids"].shape[1]:].tolist()
-        stopped_by_token = bool(ids) and ids[-1] in self.stop_ids and not generation.ignore_eos
-        kept = ids[:-1] if stopped_by_token else ids
-        cancelled = self.stop_requested.is_set() and not stopped_by_token and len(ids) < generation.max_new_tokens
+        kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
         prompt = inputs["input_ids"].shape[1]
         timings = from_token_times(self.load_seconds, self.vision_seconds, streamer.token_times, time.perf_counter() - started,
                                    prompt_tokens=prompt, processed_tokens=prompt)
