@@ -70,6 +70,20 @@ def test_vision_encoder_is_static_int8_measured_on_a_held_out_image(int4_awq):
     assert fake_quantize_ops(int4_awq / "openvino_language_model.xml") == []
 
 
+def test_the_vision_encoder_is_calibrated_one_crop_at_a_time(tiny_dir, red_image, blue_image):
+    from types import SimpleNamespace
+
+    from ovphi.convert.vision import calibration_items
+    from ovphi.model.image_processing_phi3_v import Phi3VImageProcessor
+
+    processor = Phi3VImageProcessor.from_pretrained(tiny_dir)
+    samples = [SimpleNamespace(image=image) for image in (red_image, blue_image)]
+    items = calibration_items(processor, samples)
+    assert all(item.shape == (1, 3, 336, 336) and item.dtype == np.float32 for item in items)
+    sizes = processor([red_image, blue_image], return_tensors="pt")["image_sizes"].tolist()
+    assert len(items) == sum((h // 336) * (w // 336) + 1 for h, w in sizes)  # every HD crop and the global view
+
+
 def test_int8_ir_quantizes_the_vision_encoder_on_samples_the_language_model_does_not_use(tiny_dir, tmp_path):
     manifest = convert(tiny_dir, tmp_path / "int8", Recipe(weight_format="int8", awq=False, dataset="builtin",
                                                            num_samples=3, vision="int8-static"))

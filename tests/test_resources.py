@@ -2,7 +2,10 @@
 import mmap
 from pathlib import Path
 
-from ovphi.resources import page_out_mapped_files, peak_rss_bytes, rss_file_bytes, seconds_since_start
+import time
+
+from ovphi.resources import (page_out_mapped_files, paging_out, peak_rss_bytes, release_memory, rss_file_bytes,
+                             seconds_since_start)
 
 
 def resident_bytes_of(path):
@@ -28,5 +31,19 @@ def test_paging_out_a_mapped_file_frees_its_pages_and_keeps_its_data(tmp_path):
     assert page_out_mapped_files([]) == 0
 
 
+def test_pages_read_inside_a_paging_out_block_do_not_stay_resident(tmp_path):
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(bytes(range(256)) * (64 * 4096))  # 64 MB
+    with weights.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        with paging_out(lambda: [weights], every=0.05):
+            for start in range(0, len(mapped), 16 << 20):  # read in four parts, as a job reads its weights
+                sum(mapped[i] for i in range(start, start + (16 << 20), 4096))
+                time.sleep(0.3)
+            assert resident_bytes_of(weights) < 24e6  # at most the part read last, and what came after it
+        sum(mapped[i] for i in range(0, len(mapped), 4096))
+        assert resident_bytes_of(weights) > 60e6  # after the block, pages stay
+
+
 def test_readings_are_plausible():
+    release_memory()
     assert 10e6 < peak_rss_bytes() < 100e9 and 0 < seconds_since_start() < 24 * 3600

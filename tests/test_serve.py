@@ -103,6 +103,22 @@ def test_the_openai_client_streams_answers_and_a_second_turn_uses_the_cache(real
                for question, images in (("Describe the image.", [red_image]), ("And the colours?", []))]
     assert [first.choices[0].message.content, second_text.strip()] == answers
     assert first.usage.prompt_tokens_details.cached_tokens == 0
+    fixed = client.chat.completions.create(model=model, messages=[user("Hi")], max_tokens=40, temperature=0,
+                                           extra_body={"ignore_eos": True})  # vLLM's extension, for benchmarks
+    assert fixed.usage.completion_tokens == 40 and fixed.choices[0].finish_reason == "length"
+
+
+def test_a_request_maps_to_a_generation_config():
+    from ovphi.server.app import ServerSettings
+    from ovphi.server.requests import generation_of
+    from ovphi.server.schema import ChatCompletionRequest
+
+    request = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "Hi"}],
+                                                    "max_tokens": 7, "ignore_eos": True, "seed": 3})
+    generation = generation_of(request, ServerSettings(model_name="m"))
+    assert (generation.max_new_tokens, generation.ignore_eos, generation.seed, generation.temperature) == (7, True, 3, 1.0)
+    plain = generation_of(request.model_copy(update={"ignore_eos": False, "max_tokens": None}), ServerSettings(model_name="m"))
+    assert not plain.ignore_eos and plain.max_new_tokens == ServerSettings(model_name="m").max_tokens
 
 
 def test_every_bad_request_gets_its_status_and_an_openai_error(real, red_image, tmp_path):

@@ -23,7 +23,7 @@ from ..files import check_replaceable, partial_folder
 from ..model import copy_model_code, register_auto_classes
 from ..model.constants_phi3_v import AUTO_MAP
 from ..model.tokens import stop_token_ids
-from ..resources import peak_rss_bytes
+from ..resources import paging_out, peak_rss_bytes, release_memory
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
 from .stats import ir_stats
@@ -195,8 +195,9 @@ def export(source, export_dir, recipe, trust_remote_code):
 
     ensure_clip_config()
     dtype = "fp32" if recipe.weight_format == "fp32" else "fp16"
-    main_export(str(source), export_dir, task="image-text-to-text", trust_remote_code=trust_remote_code,
-                convert_tokenizer=True, ov_config=OVConfig(dtype=dtype))
+    with paging_out(lambda: weight_files(source)):  # the checkpoint's mapped shards, once copied to the model
+        main_export(str(source), export_dir, task="image-text-to-text", trust_remote_code=trust_remote_code,
+                    convert_tokenizer=True, ov_config=OVConfig(dtype=dtype))
 
 
 def compress(export_dir, out_dir, recipe, calibration, trust_remote_code=False):
@@ -212,8 +213,9 @@ def compress(export_dir, out_dir, recipe, calibration, trust_remote_code=False):
             "question": [s.instruction for s in calibration.samples],
         })
     config = OVConfig(quantization_config=recipe.quantization_config(export_dir))
-    OVQuantizer(model, trust_remote_code=trust_remote_code).quantize(
-        ov_config=config, calibration_dataset=calibration_dataset, save_directory=out_dir)
+    with paging_out(lambda: export_dir.glob("*.bin")):  # each float weight is read once
+        OVQuantizer(model, trust_remote_code=trust_remote_code).quantize(
+            ov_config=config, calibration_dataset=calibration_dataset, save_directory=out_dir)
     for item in export_dir.iterdir():
         if not (out_dir / item.name).exists():
             shutil.copy(item, out_dir / item.name)
@@ -281,17 +283,24 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             stop_ids = complete_ir_folder(work / "export", source, trust_remote_code)
             ir_dir = work / "export"
             vision = {"quantization": "int8 weights" if recipe.compressed else recipe.weight_format}
-            if recipe.compressed:
-                awq = f", AWQ on {recipe.num_samples} samples" if recipe.data_aware else ""
-                step(2, total, f"compressing weights ({recipe.weight_format}{awq})", started, interrupted)
-                compress(work / "export", work / "ir", recipe, calibration, trust_remote_code)
-                ir_dir = work / "ir"
-            if recipe.static_vision:
+            release_memory()
+            if recipe.static_vision:  # before the language model's compression, whose memory is not all returned
                 images = min(recipe.num_samples - 1, CALIBRATION_IMAGES)
-                step(3, total, f"static INT8 for the vision encoder ({images} images)", started, interrupted)
-                vision = quantize_vision(work / "export", ir_dir, calibration.samples, gate=bool(chosen_because))
+                step(2, total, f"static INT8 for the vision encoder ({images} images)", started, interrupted)
+                (work / "vision").mkdir()
+                vision = quantize_vision(work / "export", work / "vision", calibration.samples,
+                                         gate=bool(chosen_because))
                 if "kept_weight_only_because" in vision:
                     print(f"vision encoder: int8 weights only ({vision['kept_weight_only_because']})", flush=True)
+                release_memory()
+            if recipe.compressed:
+                awq = f", AWQ on {recipe.num_samples} samples" if recipe.data_aware else ""
+                step(total - 1, total, f"compressing weights ({recipe.weight_format}{awq})", started, interrupted)
+                compress(work / "export", work / "ir", recipe, calibration, trust_remote_code)
+                ir_dir = work / "ir"
+                for item in (work / "vision").glob("*"):
+                    item.replace(ir_dir / item.name)
+                release_memory()
             if chosen_because and recipe.compressed:
                 vision["chosen"] = chosen_because
             restored = 0
@@ -319,6 +328,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 item.rename(work / item.name)
             shutil.rmtree(work / "export", ignore_errors=True)
             shutil.rmtree(work / "ir", ignore_errors=True)
+            shutil.rmtree(work / "vision", ignore_errors=True)
             if interrupted():
                 raise KeyboardInterrupt
             return manifest

@@ -27,9 +27,16 @@ def choose_vision(flags):
 
 
 def image_crops(processor, image):
-    """[crops, 3, 336, 336] float32 pixels of one image: one image is one calibration item."""
+    """[crops, 3, 336, 336] float32 pixels of one image."""
     pixels = processor(image, return_tensors="pt")["pixel_values"].numpy()
     return np.ascontiguousarray(pixels.reshape(-1, *pixels.shape[-3:]), dtype=np.float32)
+
+
+def calibration_items(processor, samples):
+    """One [1, 3, 336, 336] item per HD crop: nncf holds every statistics output of a call at once, so one
+    crop per call keeps the peak low (full size, 8 images of 5 crops: 6.9 GB peak RSS, against 10.9 GB
+    with one image per call; same held-out cosine, 0.99972)."""
+    return [crop[None] for sample in samples for crop in image_crops(processor, sample.image)]
 
 
 def token_cosine(a, b):
@@ -38,18 +45,18 @@ def token_cosine(a, b):
     return float(np.mean((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)))
 
 
-def quantize_vision(export_dir, ir_dir, samples, gate=True):
-    """Write a static INT8 vision encoder into IR_DIR, quantized from EXPORT_DIR's float one on the first
-    CALIBRATION_IMAGES samples; the last sample, held out, measures it against the float encoder at f32.
-    With `gate`, an encoder whose held-out cosine is below MIN_COSINE is not written (IR_DIR keeps its
-    weight-only INT8 one). Returns what the manifest records."""
+def quantize_vision(export_dir, out_dir, samples, gate=True):
+    """Write a static INT8 vision encoder into OUT_DIR, quantized from EXPORT_DIR's float one on the HD crops
+    of the first CALIBRATION_IMAGES samples; the last sample, held out, measures it against the float encoder
+    at f32. With `gate`, an encoder whose held-out cosine is below MIN_COSINE is not written (the IR keeps
+    its weight-only INT8 one). Returns what the manifest records."""
     import nncf
     import openvino as ov
 
     from ..model.image_processing_phi3_v import Phi3VImageProcessor
 
     processor = Phi3VImageProcessor.from_pretrained(export_dir)
-    calibration = [image_crops(processor, s.image) for s in samples[:-1][:CALIBRATION_IMAGES]]
+    calibration = calibration_items(processor, samples[:-1][:CALIBRATION_IMAGES])
     check = image_crops(processor, samples[-1].image)
     core = ov.Core()
     source = core.read_model(export_dir / f"{VISION}.xml")
@@ -62,5 +69,5 @@ def quantize_vision(export_dir, ir_dir, samples, gate=True):
     if gate and cosine < MIN_COSINE:
         return record | {"quantization": "int8 weights", "kept_weight_only_because":
                          f"static INT8's held-out cosine {cosine} is below {MIN_COSINE}"}
-    ov.save_model(quantized, ir_dir / f"{VISION}.xml")
+    ov.save_model(quantized, out_dir / f"{VISION}.xml")
     return record

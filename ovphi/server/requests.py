@@ -116,6 +116,7 @@ def generation_of(request, settings):
     try:
         return GenerationConfig(max_new_tokens=min(max_tokens, settings.max_tokens),
                                 temperature=settings.temperature if request.temperature is None else request.temperature,
-                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed)
+                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
+                                ignore_eos=request.ignore_eos)
     except OvphiError as error:
         raise RequestError(str(error)) from None

@@ -40,6 +40,7 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = 1
+    ignore_eos: bool = False  # vLLM's extension (openai client: extra_body), for benchmarks
 
 
 def error_body(message, kind="invalid_request_error", param=None, code=None):
