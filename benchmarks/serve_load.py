@@ -59,27 +59,28 @@ def data_url(path, tag):
 
 
 def conversation(client, model, image_url, turns, max_tokens):
-    """[(ttft, tpot, cached tokens)] of each turn of one client's conversation, streamed."""
+    """[(ttft, tpot, cached tokens)] of each turn of one client's conversation, streamed. TTFT is what this
+    client waited, queueing included: the arrival of the last chunk less the server's time from the first
+    token to the end (its `timings`); counting text chunks would not do, since a token may bring no text
+    (the random-weight model's tokens mostly do not) and a chunk may bring several tokens."""
     history, measured = [], []
     for number, question in enumerate(QUESTIONS[:turns]):
         content = ([{"type": "image_url", "image_url": {"url": image_url}}] if number == 0 else []) + [
             {"type": "text", "text": question}]
         history.append({"role": "user", "content": content})
-        started, times, text, usage = time.perf_counter(), [], [], None
+        started, text, usage, timings = time.perf_counter(), [], None, None
         for chunk in client.chat.completions.create(model=model, messages=history, max_tokens=max_tokens,
                                                     temperature=0, stream=True, extra_body={"ignore_eos": True},
                                                     stream_options={"include_usage": True}):
-            if chunk.usage:
-                usage = chunk.usage
+            usage = chunk.usage or usage
+            timings = getattr(chunk, "timings", None) or timings
             if chunk.choices and chunk.choices[0].delta.content:
-                times.append(time.perf_counter() - started)
                 text.append(chunk.choices[0].delta.content)
+        ended = time.perf_counter() - started
         history.append({"role": "assistant", "content": "".join(text)})
-        # per token after the first, counted by the server's usage: a text chunk may carry several tokens,
-        # or none while a word is incomplete
-        tokens = usage.completion_tokens
-        tpot = (times[-1] - times[0]) / (tokens - 1) if times and tokens > 1 else None
-        measured.append((times[0] if times else None, tpot, usage.prompt_tokens_details.cached_tokens))
+        ttft = ended - (timings["total_ms"] - timings["ttft_ms"]) / 1000
+        tpot = None if timings["tpot_ms"] is None else timings["tpot_ms"] / 1000
+        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens))
     return measured
 
 

@@ -98,6 +98,10 @@ def test_the_openai_client_streams_answers_and_a_second_turn_uses_the_cache(real
     assert usage.prompt_tokens_details.cached_tokens > 757  # the image and the first turn were not computed again
     assert usage.prompt_tokens - usage.prompt_tokens_details.cached_tokens < 30
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    timed = [c.timings for c in chunks if getattr(c, "timings", None)]  # ovphi's extension, on the last choice chunk
+    assert len(timed) == 1 and timed[0]["total_ms"] >= timed[0]["ttft_ms"] > 0
+    assert timed[0]["processed_tokens"] == usage.prompt_tokens - usage.prompt_tokens_details.cached_tokens
+    assert first.timings["vision_ms"] > 0 and first.timings["processed_tokens"] == first.usage.prompt_tokens
     chat = ChatSession(load(fp32_ir, precision="f32", cache=False), max_new_tokens=12)  # what the library says
     answers = [list(chat.ask(question, images))[-1].answer
                for question, images in (("Describe the image.", [red_image]), ("And the colours?", []))]

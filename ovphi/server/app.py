@@ -195,6 +195,15 @@ def usage(result):
             "prompt_tokens_details": {"cached_tokens": timings.prompt_tokens - processed}}
 
 
+def timings(result):
+    """What the engine measured of this turn, in milliseconds (an extension field, as llama.cpp's server has):
+    a client under load can tell its queueing from the model's time, and TPOT counts tokens, not text chunks."""
+    measured = result.timings
+    ms = lambda seconds: None if seconds is None else round(seconds * 1000, 1)  # noqa: E731
+    return {"ttft_ms": ms(measured.ttft_s), "tpot_ms": ms(measured.tpot_s), "total_ms": ms(measured.total_s),
+            "vision_ms": ms(measured.vision_s), "processed_tokens": measured.processed_tokens}
+
+
 def create_app(load_engine, settings):
     """The FastAPI app serving the engine that load_engine() returns (loaded and warmed up in the background)."""
     app = FastAPI(title="ovphi", docs_url=None, redoc_url=None)
@@ -278,12 +287,12 @@ def create_app(load_engine, settings):
             async for _, result in turn:
                 pass
             message = {"role": "assistant", "content": stops.text.strip()}
-            return head | {"object": "chat.completion", "usage": usage(result), "choices": [{
+            return head | {"object": "chat.completion", "usage": usage(result), "timings": timings(result), "choices": [{
                 "index": 0, "message": message, "finish_reason": finish_reason(result, stops), "logprobs": None}]}
 
-        def chunk(delta, reason=None):
+        def chunk(delta, reason=None, extra=None):
             return "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [
-                {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]}) + "\n\n"
+                {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]} | (extra or {})) + "\n\n"
 
         async def sse():
             try:
@@ -292,7 +301,7 @@ def create_app(load_engine, settings):
                     if text:
                         yield chunk({"content": text})
                     if result is not None:
-                        yield chunk({}, finish_reason(result, stops))
+                        yield chunk({}, finish_reason(result, stops), {"timings": timings(result)})
                         if body.stream_options and body.stream_options.include_usage:
                             yield "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [],
                                                                 "usage": usage(result)}) + "\n\n"
