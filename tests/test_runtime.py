@@ -66,6 +66,20 @@ def test_the_optimum_engine_answers_like_pytorch_with_images_in_several_turns(fp
 
 
 @pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_a_new_conversation_with_the_same_words_about_another_picture_is_not_served_from_the_last(
+        fp32_ir, red_image, blue_image, backend):
+    """What a server's next client sends: the same text, another picture of the same size."""
+    from ovphi.runtime import ImagePart
+
+    engine = load(fp32_ir, backend, precision="f32")
+    one_turn(engine, [ImagePart(red_image)])
+    after_red = one_turn(engine, [ImagePart(blue_image)])[-1]
+    fresh = one_turn(load(fp32_ir, backend, precision="f32"), [ImagePart(blue_image)])[-1]
+    assert after_red.timings.vision_s > 0  # the blue picture was encoded
+    assert after_red.token_ids == fresh.token_ids
+
+
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
 def test_a_follow_up_turn_prefills_only_its_new_tokens(int4_ir, red_image, backend):
     results = conversation(load(int4_ir, backend), [("Describe the image.", [red_image]), ("And the colours?", []),
                                                     ("Why?", [])])

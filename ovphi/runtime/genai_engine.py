@@ -8,6 +8,7 @@ import openvino as ov
 import openvino_genai
 
 from ..errors import OvphiError
+from ..images import image_digest
 from ..model.tokens import folder_stop_token_ids
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
 from .prompt import tagged_messages
@@ -68,7 +69,7 @@ class GenaiEngine(Engine):
             self.pipe.get_generation_config().stop_token_ids)
 
     def reset(self):
-        self.history, self.sent, self.sent_images, self.cached_tokens = None, [], 0, 0
+        self.history, self.sent, self.sent_images, self.cached_tokens = None, [], [], 0
 
     def genai_config(self, generation):
         config = self.pipe.get_generation_config()
@@ -85,9 +86,13 @@ class GenaiEngine(Engine):
 
     def extend_history(self, conversation):
         """Append to the ChatHistory what it lacks (returns the new images); a new one when the
-        conversation changed."""
+        conversation changed: its messages, or its images by content (a server's next client may send the
+        same words about another picture)."""
         rendered = tagged_messages(conversation.messages)
-        if self.history is None or rendered[:len(self.sent)] != self.sent:
+        images = [part.image for part in conversation.images]
+        digests = [image_digest(image) for image in images]
+        if self.history is None or rendered[:len(self.sent)] != self.sent or \
+                digests[:len(self.sent_images)] != self.sent_images:
             if any(message.images for message in conversation.messages[:-1]):
                 raise OvphiError("the genai engine cannot replay a conversation whose earlier turns have images;"
                                  " use --backend optimum")
@@ -95,9 +100,7 @@ class GenaiEngine(Engine):
             self.history = openvino_genai.ChatHistory()
         for message in rendered[len(self.sent):]:
             self.history.append(message)
-        self.sent = rendered
-        images = [part.image for part in conversation.images]
-        new_images, self.sent_images = images[self.sent_images:], len(images)
+        self.sent, new_images, self.sent_images = rendered, images[len(self.sent_images):], digests
         return new_images
 
     def generate(self, conversation, generation, emit):
