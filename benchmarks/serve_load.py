@@ -59,7 +59,8 @@ def data_url(path, tag):
 
 
 def conversation(client, model, image_url, turns, max_tokens):
-    """[(ttft, tpot, cached tokens)] of each turn of one client's conversation, streamed. TTFT is what this
+    """[(ttft, tpot, cached tokens, error)] of each turn of one client's conversation, streamed; a refused
+    turn ends the conversation (its error kept, the turns after it not asked). TTFT is what this
     client waited, queueing included: the arrival of the last chunk less the server's time from the first
     token to the end (its `timings`); counting text chunks would not do, since a token may bring no text
     (the random-weight model's tokens mostly do not) and a chunk may bring several tokens."""
@@ -69,18 +70,22 @@ def conversation(client, model, image_url, turns, max_tokens):
             {"type": "text", "text": question}]
         history.append({"role": "user", "content": content})
         started, text, usage, timings = time.perf_counter(), [], None, None
-        for chunk in client.chat.completions.create(model=model, messages=history, max_tokens=max_tokens,
-                                                    temperature=0, stream=True, extra_body={"ignore_eos": True},
-                                                    stream_options={"include_usage": True}):
-            usage = chunk.usage or usage
-            timings = getattr(chunk, "timings", None) or timings
-            if chunk.choices and chunk.choices[0].delta.content:
-                text.append(chunk.choices[0].delta.content)
+        try:
+            for chunk in client.chat.completions.create(model=model, messages=history, max_tokens=max_tokens,
+                                                        temperature=0, stream=True, extra_body={"ignore_eos": True},
+                                                        stream_options={"include_usage": True}):
+                usage = chunk.usage or usage
+                timings = getattr(chunk, "timings", None) or timings
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text.append(chunk.choices[0].delta.content)
+        except openai.APIStatusError as error:
+            message = error.body.get("message") if isinstance(error.body, dict) else str(error)
+            return measured + [(None, None, None, f"{error.status_code}: {message}")] * (turns - number)
         ended = time.perf_counter() - started
         history.append({"role": "assistant", "content": "".join(text)})
         ttft = ended - (timings["total_ms"] - timings["ttft_ms"]) / 1000
         tpot = None if timings["tpot_ms"] is None else timings["tpot_ms"] / 1000
-        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens))
+        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens, None))
     return measured
 
 
@@ -106,11 +111,15 @@ def run(model_dir, backend, clients, turns, max_tokens, pictures):
     for number in range(turns):
         ttft = [result[number][0] for result in results]
         tpot = [result[number][1] for result in results]
+        cached = [result[number][2] for result in results if result[number][2] is not None]
+        errors = [result[number][3] for result in results if result[number][3]]
         per_turn.append({"turn": number + 1, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
                          "tpot_p50_s": percentile(tpot, 0.5), "tpot_p95_s": percentile(tpot, 0.95),
-                         "cached_tokens_median": statistics.median(result[number][2] for result in results)})
+                         "cached_tokens_median": statistics.median(cached) if cached else None,
+                         "failed": len(errors), "first_error": errors[0] if errors else None})
+    answered = sum(1 for result in results for turn in result if turn[3] is None)
     return {"backend": backend, "clients": clients, "turns": turns, "requests": clients * turns,
-            "requests_per_minute": clients * turns / minutes, "per_turn": per_turn}
+            "requests_per_minute": answered / minutes, "per_turn": per_turn}
 
 
 def markdown(report):
@@ -119,14 +128,15 @@ def markdown(report):
              f"{report['max_tokens']} tokens (ignore_eos), greedy; each client its own picture. Model: `{report['model']}`.",
              *(["", f"Conditions: {report['conditions']}"] if report.get("conditions") else []), "",
              "| backend | turn | TTFT p50 s | TTFT p95 s | TPOT p50 ms | TPOT p95 ms | cached tokens (median) |"
-             " requests/min |", "|---|---|---|---|---|---|---|---|"]
+             " failed | answered requests/min |", "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda value, scale=1, digits=2: "–" if value is None else f"{value * scale:.{digits}f}"  # noqa: E731
     for result in report["results"]:
         for turn in result["per_turn"]:
             lines.append(f"| {result['backend']} | {turn['turn']} | {fmt(turn['ttft_p50_s'])} | {fmt(turn['ttft_p95_s'])}"
                          f" | {fmt(turn['tpot_p50_s'], 1000, 0)} | {fmt(turn['tpot_p95_s'], 1000, 0)} | "
-                         f"{turn['cached_tokens_median']:.0f} | {result['requests_per_minute']:.2f} |")
-    return "\n".join(lines) + "\n"
+                         f"{fmt(turn['cached_tokens_median'], 1, 0)} | {turn['failed']} | {result['requests_per_minute']:.2f} |")
+    errors = sorted({f"{r['backend']}: {t['first_error']}" for r in report["results"] for t in r["per_turn"] if t["first_error"]})
+    return "\n".join(lines + ([""] + [f"- {error}" for error in errors] if errors else [])) + "\n"
 
 
 def main():
