@@ -77,6 +77,18 @@ def test_a_new_conversation_with_the_same_words_about_another_picture_is_not_ser
     fresh = one_turn(load(fp32_ir, backend, precision="f32"), [ImagePart(blue_image)])[-1]
     assert after_red.timings.vision_s > 0  # the blue picture was encoded
     assert after_red.token_ids == fresh.token_ids
+    assert after_red.timings.processed_tokens == after_red.timings.prompt_tokens  # not 2 cached + the rest
+
+
+def test_a_prefill_keeps_the_cache_only_where_that_is_cheaper():
+    from ovphi.runtime.kv_loop import cheaper_from_scratch
+    from ovphi.runtime.optimum_engine import OpenVINOModel
+
+    cost = OpenVINOModel.cached_prefill_cost
+    assert not cheaper_from_scratch(806, 22, cost)  # a second turn
+    assert not cheaper_from_scratch(760, 13, cost)  # a new question about a picture in the prefix cache
+    assert cheaper_from_scratch(2, 769, cost)  # a server's next client: only "<|user|>\n" in common
+    assert not cheaper_from_scratch(2, 769, 0.0)  # PyTorch's attention has no such cost
 
 
 @pytest.mark.parametrize("backend", ["optimum", "genai"])

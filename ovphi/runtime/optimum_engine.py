@@ -44,6 +44,10 @@ def first_positions(state, length):
 class OpenVINOModel:
     """The four IRs behind the KV loop's four calls (kv_loop.py)."""
 
+    # the stateful SDPA of OpenVINO's CPU plugin, given more than one new token and a cache that holds some,
+    # takes a slow kernel: measured 45 us per new token per attended position (docs/benchmarks.md)
+    cached_prefill_cost = 45e-6
+
     def __init__(self, model):
         self.model = model
         self.language = model.language_model
