@@ -32,7 +32,13 @@ def setup_arg_parser():
                         help="fetch image URLs on loopback and private networks (refused by default: SSRF)")
     parser.add_argument("--allow-local-dir", help="serve local image paths beneath this folder")
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeat)")
+    # clients take turns on one KV cache: each conversation's next turn starts from its image prefix, 0.6 GB
+    # per picture at full size, so the server keeps more of them than ask and chat (1024)
+    parser.set_defaults(prefix_cache_mb=SERVE_PREFIX_CACHE_MB)
     return parser
+
+
+SERVE_PREFIX_CACHE_MB = 4096
 
 
 def is_loopback(host):
