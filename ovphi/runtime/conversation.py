@@ -2,14 +2,22 @@
 assistant message keeps the token ids the model generated, so that the next turn feeds the model
 exactly what it said instead of a re-tokenization of the text."""
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from PIL import Image
+
+from ..images import image_digest
 
 
 @dataclass(frozen=True)
 class ImagePart:
     image: Image.Image
     source: str | None = None  # path or URL, for transcripts
+
+    @cached_property
+    def digest(self):
+        """The picture's content hash, computed once: every later turn of the conversation compares by it."""
+        return image_digest(self.image)
 
 
 @dataclass

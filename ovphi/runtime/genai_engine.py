@@ -8,7 +8,6 @@ import openvino as ov
 import openvino_genai
 
 from ..errors import OvphiError
-from ..images import image_digest
 from ..model.tokens import folder_stop_token_ids
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
 from .prompt import tagged_messages
@@ -90,7 +89,7 @@ class GenaiEngine(Engine):
         same words about another picture)."""
         rendered = tagged_messages(conversation.messages)
         images = [part.image for part in conversation.images]
-        digests = [image_digest(image) for image in images]
+        digests = [part.digest for part in conversation.images]
         if self.history is None or rendered[:len(self.sent)] != self.sent or \
                 digests[:len(self.sent_images)] != self.sent_images:
             if any(message.images for message in conversation.messages[:-1]):

@@ -22,7 +22,6 @@ import psutil
 import torch
 
 from ..errors import PromptTooLong
-from ..images import image_digest
 from ..model.constants_phi3_v import CROP
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
@@ -42,6 +41,9 @@ def prefill_bytes(config, new_tokens, total_tokens):
     return kv + heads * new_tokens * total_tokens * 4 + new_tokens * config["vocab_size"] * 4
 
 
+PREFILL_SECONDS_PER_TOKEN = 20e-3  # a prefill from empty, per token (full size, 2-core Xeon, INT4)
+
+
 def cheaper_from_scratch(cached, new, cost):
     """Whether prefilling all `cached + new` tokens from an empty cache beats keeping `cached` and prefilling
     `new`, for a model whose prefill into a non-empty cache pays `cost` seconds per new token per attended
@@ -49,9 +51,6 @@ def cheaper_from_scratch(cached, new, cost):
     22 tokens after 800 cached took 1.67 s against 0.89 s from empty; 769 after 2 cached 48 s against 19 s).
     Both figures are compute-bound, so their ratio holds across CPUs better than either one."""
     return cost * new * (cached + new) > PREFILL_SECONDS_PER_TOKEN * cached
-
-
-PREFILL_SECONDS_PER_TOKEN = 20e-3  # a prefill from empty, per token (full size, 2-core Xeon, INT4)
 
 
 def common_prefix(a, b):
@@ -183,7 +182,7 @@ class KVTurnLoop:
         """One turn (see Engine.generate)."""
         started = time.perf_counter()
         ids, image_inputs = self.prompt(conversation, generation.num_crops)
-        digests = [image_digest(part.image) for part in conversation.images]
+        digests = [part.digest for part in conversation.images]
         logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
                                                                  generation.num_crops)
         logits = logits[-1:]
@@ -216,7 +215,7 @@ class KVTurnLoop:
     def score(self, conversation, answer_ids, num_crops=None):
         """Teacher forcing (see Engine.score). A prompt the cache already holds is not computed again."""
         ids, image_inputs = self.prompt(conversation, num_crops)
-        digests = [image_digest(part.image) for part in conversation.images]
+        digests = [part.digest for part in conversation.images]
         positions = [token if token >= 0 else digests[-token - 1] for token in ids]
         self.keep(min(common_prefix(self.cached_ids, positions), len(ids) - 1))  # keep only the prompt
         full = ids + list(answer_ids)

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import OvphiError
-from ..images import decode, fetch, image_digest, read_local
+from ..images import decode, fetch, read_local
 from ..runtime import Conversation, GenerationConfig, ImagePart
 
 
@@ -96,7 +96,7 @@ def conversation_of(request, settings):
 
 def signature(message):
     """What identifies a message across requests: its role, its text and its images' content."""
-    return (message.role, message.text, tuple(image_digest(part.image) for part in message.images))
+    return (message.role, message.text, tuple(part.digest for part in message.images))
 
 
 def reuse_generated_ids(conversation, served):
