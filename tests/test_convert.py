@@ -12,13 +12,13 @@ import openvino as ov
 import pytest
 import torch
 from conftest import default_sigint
+from exact import EXACT_PROPERTIES
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 from ovphi.convert import Recipe, convert
 from ovphi.convert.vision import MIN_COSINE, choose_vision
 from ovphi.cpu import cpu_flags
 
-F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def run_cli(*args, timeout=600):
@@ -156,7 +156,7 @@ def test_fp32_ir_with_f32_hint_answers_like_pytorch(fp32_ir, tiny_dir, red_image
     from optimum.intel import OVModelForVisualCausalLM
 
     reference = AutoModelForCausalLM.from_pretrained(tiny_dir, trust_remote_code=True)
-    ir_model = OVModelForVisualCausalLM.from_pretrained(fp32_ir, trust_remote_code=True, ov_config=F32)
+    ir_model = OVModelForVisualCausalLM.from_pretrained(fp32_ir, trust_remote_code=True, ov_config=EXACT_PROPERTIES)
     processor = AutoProcessor.from_pretrained(tiny_dir, trust_remote_code=True)
     template = processor.tokenizer.apply_chat_template
     one = [{"role": "user", "content": "<|image_1|>\nDescribe the image."}]

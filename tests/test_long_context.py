@@ -6,6 +6,7 @@ import numpy as np
 import openvino as ov
 import pytest
 import torch
+from exact import EXACT
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 import ovphi.model
@@ -73,7 +74,7 @@ def test_fp32_ir_equals_pytorch_token_for_token(fp32_ir, reference, square_image
     expected = pytorch_greedy(model, processor, text, images)
     backends = ["optimum"] if images else ["optimum", "genai"]  # genai's own image preprocessing differs
     for backend in backends:
-        answer, prompt_tokens = runtime_greedy(load(fp32_ir, backend=backend, precision="f32"), text, images)
+        answer, prompt_tokens = runtime_greedy(load(fp32_ir, backend=backend, **EXACT), text, images)
         assert prompt_tokens == length
         assert answer == expected, f"{backend} at {length} tokens"
 

@@ -1,6 +1,7 @@
 """The prefix cache: a new conversation about a picture seen before starts from a KV snapshot; pictures are
 told apart by content, num_crops counts, and the cache stays within its bytes."""
 import pytest
+from exact import EXACT
 from PIL import Image
 
 from ovphi.images import image_digest
@@ -32,7 +33,7 @@ def test_the_cache_keeps_the_most_recent_within_its_bytes():
 
 @pytest.fixture(scope="module")
 def engine(fp32_ir):
-    return load(fp32_ir, precision="f32", cache=False)
+    return load(fp32_ir, cache=False, **EXACT)
 
 
 def ask(engine, image, question="Describe the image.", **settings):
@@ -58,7 +59,7 @@ def test_other_pixels_or_other_crops_miss(engine, red_image):
 
 
 def test_a_prefix_cache_of_zero_bytes_is_off(fp32_ir, red_image):
-    engine = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)
+    engine = load(fp32_ir, cache=False, prefix_cache_mb=0, **EXACT)
     assert [ask(engine, red_image).timings.prefix_cache for _ in range(2)] == [None, None]
 
 
@@ -67,11 +68,11 @@ def test_another_picture_at_the_same_place_is_never_taken_for_the_cached_one(fp3
     pixels. The second must be computed, and answer as it would alone."""
     from ovphi.runtime import Conversation, GenerationConfig, ImagePart
 
-    engine = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)
+    engine = load(fp32_ir, cache=False, prefix_cache_mb=0, **EXACT)
     other = blue_image.resize(red_image.size)
 
     def alone(image):
-        fresh = load(fp32_ir, precision="f32", cache=False, prefix_cache_mb=0)
+        fresh = load(fp32_ir, cache=False, prefix_cache_mb=0, **EXACT)
         return ask(fresh, image)
 
     def after_another(first, second):

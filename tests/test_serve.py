@@ -14,6 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 import requests
+from exact import EXACT, EXACT_FLAGS
 
 from ovphi.runtime import ChatSession, load
 
@@ -78,7 +79,7 @@ def user(text, *images):
 
 @pytest.fixture(scope="module")
 def real(fp32_ir):
-    server = Served(fp32_ir, "--precision", "f32", "--no-cache")
+    server = Served(fp32_ir, *EXACT_FLAGS, "--no-cache")
     yield server
     server.stop()
 
@@ -102,7 +103,7 @@ def test_the_openai_client_streams_answers_and_a_second_turn_uses_the_cache(real
     assert len(timed) == 1 and timed[0]["total_ms"] >= timed[0]["ttft_ms"] > 0
     assert timed[0]["processed_tokens"] == usage.prompt_tokens - usage.prompt_tokens_details.cached_tokens
     assert first.timings["vision_ms"] > 0 and first.timings["processed_tokens"] == first.usage.prompt_tokens
-    chat = ChatSession(load(fp32_ir, precision="f32", cache=False), max_new_tokens=12)  # what the library says
+    chat = ChatSession(load(fp32_ir, cache=False, **EXACT), max_new_tokens=12)  # what the library says
     answers = [list(chat.ask(question, images))[-1].answer
                for question, images in (("Describe the image.", [red_image]), ("And the colours?", []))]
     assert [first.choices[0].message.content, second_text.strip()] == answers
