@@ -14,7 +14,10 @@ MODEL ?= microsoft/Phi-3.5-vision-instruct
 OUT ?= models/phi-3.5-vision-int4
 DATASET ?= contextual
 
-.PHONY: demo test install convert chat serve bench bench-full bench-int4 clean-models
+# The browser the chat page's tests drive: Debian's chromium (Playwright's own browser download is not reachable).
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test install browser convert chat serve bench bench-full bench-int4 clean-models
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test,eval,serve]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
+
+browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		apt-get install -y -qq chromium >/dev/null; } || { echo "make: chromium is missing and could not be installed:" \
+		"install Debian's chromium package (sudo apt-get install chromium) or set CHROMIUM=/path/to/chrome"; exit 1; }
 
 $(TINY)/config.json: $(VENV)/.installed
 	$(OVPHI) make-checkpoint tiny $(TINY) --force
@@ -39,8 +47,8 @@ demo: $(TINY_IR)/ovphi_manifest.json
 convert: $(VENV)/.installed
 	$(OVPHI) convert $(MODEL) $(OUT) --dataset $(DATASET)
 
-test: $(VENV)/.installed
-	$(PY) -m pytest -q
+test: $(VENV)/.installed browser
+	OVPHI_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
 # Chat about IMAGE with the folder `make convert` wrote (MODEL_DIR=models/tiny-int4 for the demo model).
 MODEL_DIR ?= $(OUT)

@@ -15,56 +15,9 @@ import openai
 import pytest
 import requests
 from exact import EXACT, EXACT_FLAGS
+from served import FAKE, Served
 
 from ovphi.runtime import ChatSession, load
-
-TESTS = Path(__file__).parent
-FAKE = {"OVPHI_ENGINES": "fake=fake_engine:FakeEngine",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Served:
-    """An `ovphi serve` process on a free loopback port, ready once /health says so."""
-
-    def __init__(self, model_dir, *args, env=None, key=None):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.key = key
-        command = [sys.executable, "-m", "ovphi", "serve", str(model_dir), "--port", str(self.port), *args]
-        command += ["--api-key", key] if key else []
-        self.process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})),
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read()
-            try:
-                if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the server did not get ready")
-
-    def client(self):
-        return openai.OpenAI(base_url=f"{self.base}/v1", api_key=self.key or "none", max_retries=0, timeout=120)
-
-    def post(self, body, **options):
-        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        headers = {"Content-Type": "application/json"} | (
-            {"Authorization": f"Bearer {self.key}"} if self.key else {}) | options.pop("headers", {})
-        return requests.post(f"{self.base}/v1/chat/completions", data=data, headers=headers, timeout=120, **options)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
 
 def data_url(image):
     buffer = io.BytesIO()
@@ -223,7 +176,10 @@ def test_security_defaults(tiny_dir, red_image):
             reply = requests.post(f"{server.base}/v1/chat/completions", json=body, headers=headers, timeout=30)
             assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
         assert server.post(body).status_code == 200
-        assert requests.get(f"{server.base}/health", timeout=10).status_code == 200  # no key needed
+        for path in ("/health", "/", "/page/chat.js"):  # no key needed: the page's files hold nothing of the model
+            assert requests.get(f"{server.base}{path}", timeout=10).status_code == 200, path
+        for path in ("/metrics", "/v1/models", "/pagex", "/page/../metrics"):
+            assert requests.get(f"{server.base}{path}", timeout=10).status_code == 401, path
     finally:
         server.stop()
 

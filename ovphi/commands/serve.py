@@ -72,6 +72,6 @@ def main(args):
                               request_timeout_s=args.request_timeout, allow_private_urls=args.allow_private_urls,
                               allow_local_dir=args.allow_local_dir, cors_origins=tuple(args.cors_origin))
     app = create_app(lambda: load(args.model_dir, args.backend, options), settings)
-    print(f"ovphi serve: {settings.model_name} on http://{args.host}:{args.port}/v1 (loading, then warming up)",
-          flush=True)
+    print(f"ovphi serve: {settings.model_name} on http://{args.host}:{args.port}/v1 (loading, then warming up);"
+          f" chat page at http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -1,5 +1,5 @@
 """The OpenAI-compatible HTTP API on one warm engine: POST /v1/chat/completions (streamed or not),
-GET /v1/models, /health and /metrics.
+GET /v1/models, /health, /metrics, and a chat page at / (static files in page/).
 
 One generation runs at a time; requests wait in a bounded FIFO queue (429 with Retry-After when it is
 full). A conversation's history is matched against the one served last, so a second turn feeds the model
@@ -13,16 +13,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from ..errors import OvphiError, PromptTooLong
 from ..images import MAX_BYTES
-from ..runtime import Chunk, TurnResult
+from ..runtime import Chunk, Status, TurnResult
 from .metrics import Metrics
 from .requests import RequestError, conversation_of, generation_of, reuse_generated_ids
 from .schema import ChatCompletionRequest, error_body
@@ -68,15 +70,27 @@ class StopStrings:
         return ready
 
 
+PAGE = Path(__file__).parent / "page"
+# what the page may load: its own files, its pictures (data: and blob: URLs), its own API; nothing from elsewhere,
+# whatever an answer holds
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; script-src 'self'; "
+               "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+OPEN_PATHS = ("/health", "/", "/page/")  # no key needed: the page's static files hold nothing of the model
+
+
+def is_open(path):
+    return path in OPEN_PATHS[:2] or path.startswith(OPEN_PATHS[2])
+
+
 class RequireKey:
-    """ASGI middleware: every path but /health needs `Authorization: Bearer KEY` (a plain ASGI class: Starlette's
-    BaseHTTPMiddleware would hide a client's disconnect from a streamed response)."""
+    """ASGI middleware: every path but /health and the page's files needs `Authorization: Bearer KEY` (a plain
+    ASGI class: Starlette's BaseHTTPMiddleware would hide a client's disconnect from a streamed response)."""
 
     def __init__(self, app, key, refuse):
         self.app, self.expected, self.refuse = app, f"Bearer {key}".encode(), refuse
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] != "/health":
+        if scope["type"] == "http" and not is_open(scope["path"]):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 return await self.refuse()(scope, receive, send)
@@ -145,7 +159,7 @@ class Server:
         return conversation, events, first
 
     async def turn(self, request, conversation, events, first, stops):
-        """Async iterator over (text to send, TurnResult or None); stops the engine when the client goes
+        """Async iterator over (text to send, Status, TurnResult or None); stops the engine when the client goes
         away (checked after every token: uvicorn does not cancel a streamed response), the deadline passes
         or a stop string appears; releases the slot at the end."""
         deadline = time.monotonic() + self.settings.request_timeout_s
@@ -157,6 +171,8 @@ class Server:
                     yield stops.rest(), result
                     finished = True
                     return
+                if isinstance(event, Status):
+                    yield "", event
                 if isinstance(event, Chunk):
                     text = stops.add(event.text)
                     if stops.hit or time.monotonic() > deadline:
@@ -178,6 +194,7 @@ class Server:
                     self.served = None
                 if result is not None:
                     self.metrics.turn(result.timings)
+                self.metrics.finished("cancelled" if result is None else result.finish_reason)
                 self.slot.release()
 
 
@@ -204,6 +221,10 @@ def timings(result):
             "vision_ms": ms(measured.vision_s), "processed_tokens": measured.processed_tokens}
 
 
+def status_body(status):
+    return {"stage": status.stage, "message": status.message, "count": status.count, "eta_s": status.eta_s}
+
+
 def create_app(load_engine, settings):
     """The FastAPI app serving the engine that load_engine() returns (loaded and warmed up in the background)."""
     app = FastAPI(title="ovphi", docs_url=None, redoc_url=None)
@@ -226,6 +247,13 @@ def create_app(load_engine, settings):
     if settings.api_key:
         app.add_middleware(RequireKey, key=settings.api_key, refuse=lambda: failure(
             401, "a valid API key is needed (Authorization: Bearer KEY)", "authentication_error", code="invalid_api_key"))
+
+    @app.get("/")
+    async def page():
+        return FileResponse(PAGE / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
+                                                          "Cache-Control": "no-cache"})
+
+    app.mount("/page", StaticFiles(directory=PAGE), name="page")
 
     @app.get("/health")
     async def health():
@@ -300,7 +328,10 @@ def create_app(load_engine, settings):
                 async for text, result in turn:
                     if text:
                         yield chunk({"content": text})
-                    if result is not None:
+                    if isinstance(result, Status):
+                        if body.ovphi_status:  # the page's extension: a named event OpenAI clients never get
+                            yield "event: status\ndata: " + json.dumps(status_body(result)) + "\n\n"
+                    elif result is not None:
                         yield chunk({}, finish_reason(result, stops), {"timings": timings(result)})
                         if body.stream_options and body.stream_options.include_usage:
                             yield "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [],

@@ -28,6 +28,7 @@ class Metrics:
         self.requests = Counter()  # by HTTP status
         self.ttft, self.tpot = Histogram(), Histogram()
         self.tokens = Counter()  # processed, cached, generated
+        self.finishes = Counter()  # turns by how they ended: stop, length, cancelled
         self.queue_depth = 0
 
     def request(self, status):
@@ -45,6 +46,10 @@ class Metrics:
             self.tokens["cached"] += timings.prompt_tokens - processed
             self.tokens["generated"] += timings.answer_tokens
 
+    def finished(self, reason):
+        with self.lock:
+            self.finishes[reason] += 1
+
     def text(self, prefix_cache=None):
         with self.lock:
             lines = ["# TYPE ovphi_requests_total counter"]
@@ -56,6 +61,9 @@ class Metrics:
                       "# TYPE ovphi_prompt_tokens_total counter"]
             lines += [f'ovphi_prompt_tokens_total{{kind="{kind}"}} {self.tokens[kind]}' for kind in
                       ("processed", "cached")]
+            lines += ["# TYPE ovphi_turns_total counter"]
+            lines += [f'ovphi_turns_total{{finish_reason="{reason}"}} {count}' for reason, count in
+                      sorted(self.finishes.items())]
             lines += ["# TYPE ovphi_generated_tokens_total counter",
                       f"ovphi_generated_tokens_total {self.tokens['generated']}"]
             if prefix_cache is not None:

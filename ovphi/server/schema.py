@@ -41,6 +41,7 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     n: int = 1
     ignore_eos: bool = False  # vLLM's extension (openai client: extra_body), for benchmarks
+    ovphi_status: bool = False  # the chat page's extension: the engine's status events in the stream
 
 
 def error_body(message, kind="invalid_request_error", param=None, code=None):
