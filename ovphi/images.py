@@ -2,10 +2,13 @@
 its whole duration, a local file's size), converted to RGB the way a viewer shows it."""
 import hashlib
 import io
+import socket
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
+import certifi
+import urllib3
 from PIL import Image, UnidentifiedImageError
 
 from .errors import OvphiError
@@ -20,26 +23,64 @@ def image_digest(image):
     return hashlib.sha256(image.tobytes() + repr((image.size, image.mode)).encode()).hexdigest()
 
 
-def fetch(url, seconds=None, max_bytes=None):
-    """The bytes at an http(s) URL, within `seconds` in all and `max_bytes` (default: the module's limits);
-    OvphiError otherwise."""
-    import requests
+REDIRECTS = 5  # at most, for a download
 
+
+def fetch(url, seconds=None, max_bytes=None, check_address=None):
+    """The bytes at an http(s) URL, within `seconds` in all and `max_bytes` (default: the module's limits);
+    OvphiError otherwise. Redirects are followed hop by hop: each hop's host is resolved once, every address it
+    has is given to check_address(host, address) (which raises to refuse it: a server's guard against private
+    addresses), and the connection goes to the address that was checked, so a redirect or a second DNS answer
+    cannot lead elsewhere."""
     seconds, max_bytes = seconds or DOWNLOAD_SECONDS, max_bytes or MAX_BYTES
     deadline = time.monotonic() + seconds
-    data = bytearray()
-    try:
-        with requests.get(url, timeout=min(seconds, 10.0), stream=True) as response:
-            response.raise_for_status()
-            while block := response.raw.read1(1 << 16, decode_content=True):  # what has arrived, not a full block
+    for _ in range(REDIRECTS + 1):
+        response = open_checked(url, check_address, min(seconds, 10.0))
+        try:
+            location = response.headers.get("Location")
+            if response.status in (301, 302, 303, 307, 308) and location:
+                url = urljoin(url, location)
+                continue
+            if response.status >= 400:
+                raise OvphiError(f"cannot fetch {url} (HTTP {response.status})")
+            data = bytearray()
+            while block := response.read1(1 << 16):  # what has arrived, not a full block
                 data += block
                 if len(data) > max_bytes:
                     raise OvphiError(f"{url} is larger than {max_bytes >> 20} MB")
                 if time.monotonic() > deadline:
                     raise OvphiError(f"{url} took longer than {seconds:.0f} s to download")
-    except requests.RequestException as error:
+            return bytes(data)
+        except (OSError, urllib3.exceptions.HTTPError) as error:
+            raise OvphiError(f"cannot fetch {url} ({type(error).__name__})") from None
+        finally:
+            response.release_conn()
+    raise OvphiError(f"{url} redirects more than {REDIRECTS} times")
+
+
+def open_checked(url, check_address, timeout):
+    """The response headers of GET url from the host's first address, once check_address passed all of them."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise OvphiError(f"{url} is not an http(s) URL")
+    host, secure = parsed.hostname, parsed.scheme == "https"
+    port = parsed.port or (443 if secure else 80)
+    try:
+        addresses = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    except (socket.gaierror, UnicodeError):
+        raise OvphiError(f"cannot resolve image host {host}") from None
+    for address in addresses:
+        if check_address:
+            check_address(host, address)
+    tls = dict(server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    pool = (urllib3.HTTPSConnectionPool if secure else urllib3.HTTPConnectionPool)(
+        addresses[0], port, timeout=timeout, retries=False, **(tls if secure else {}))
+    path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    try:
+        return pool.urlopen("GET", path, headers={"Host": parsed.netloc.rpartition("@")[2]}, redirect=False,
+                            preload_content=False, decode_content=True)
+    except (OSError, urllib3.exceptions.HTTPError) as error:
         raise OvphiError(f"cannot fetch {url} ({type(error).__name__})") from None
-    return bytes(data)
 
 
 def read_local(source, max_bytes=None):

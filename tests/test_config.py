@@ -15,6 +15,11 @@ from ovphi.runtime.config import GenerationConfig, RuntimeOptions, parse_propert
     (dict(repetition_penalty=0), "repetition_penalty must be above 0"),
     (dict(num_crops=0), "num_crops must be 1 to 16"),
     (dict(num_crops=17), "num_crops must be 1 to 16"),
+    (dict(temperature=float("nan")), "temperature must be a finite number"),
+    (dict(temperature=float("inf")), "temperature must be a finite number"),
+    (dict(repetition_penalty=float("nan")), "repetition_penalty must be a finite number"),
+    (dict(seed=-1), "seed must be 0 to 2"),
+    (dict(seed=1 << 64), "seed must be 0 to 2"),
 ])
 def test_bad_generation_settings_are_one_line_errors(settings, message):
     with pytest.raises(OvphiError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
@@ -25,6 +30,7 @@ def test_bad_generation_settings_are_one_line_errors(settings, message):
 def test_temperature_zero_is_greedy():
     assert GenerationConfig().greedy and GenerationConfig(temperature=0).greedy
     assert not GenerationConfig(temperature=0.7).greedy
+    assert GenerationConfig(temperature=1e-300).greedy  # logits / 1e-300 would overflow: below 1e-5 is greedy
     assert GenerationConfig(num_crops=16, top_p=1.0, top_k=0).num_crops == 16
 
 

@@ -266,3 +266,12 @@ def test_a_stop_token_recorded_in_the_folder_ends_a_turn(int4_ir, red_image, tmp
     stopped = conversation(load(folder, backend), [("Describe the image.", [red_image])])[0]
     assert stopped.finish_reason == "stop" and stopped.token_ids == free.token_ids[:index]
     assert stopped.timings.answer_tokens == index + 1 and free.finish_reason == "length"
+
+
+def test_the_genai_engine_refuses_a_repetition_penalty_with_images(int4_ir, red_image):
+    """openvino.genai issue #4405 (open; 2026.4.1): the penalty reads the image positions' negative ids and fails
+    inside genai. Without images the penalty is passed on."""
+    engine = load(int4_ir, "genai")
+    with pytest.raises(OvphiError, match="#4405"):
+        list(ChatSession(engine, repetition_penalty=1.2).ask("Describe it.", [red_image]))
+    assert list(ChatSession(engine, repetition_penalty=1.2, max_new_tokens=4).ask("Hi"))[-1].timings.answer_tokens == 4

@@ -7,6 +7,7 @@ Binds 127.0.0.1 by default; another address needs --api-key (or, knowingly, --in
 """
 import argparse
 import ipaddress
+from importlib.metadata import version
 from pathlib import Path
 
 from ..errors import OvphiError
@@ -50,6 +51,12 @@ def is_loopback(host):
         return False
 
 
+def made_at(model_dir):
+    """When the folder's model was made: its manifest's time (the folder's own changes with its compiled-model cache)."""
+    manifest = model_dir / "ovphi_manifest.json"
+    return (manifest if manifest.exists() else model_dir).stat().st_mtime
+
+
 def main(args):
     import uvicorn
 
@@ -58,19 +65,24 @@ def main(args):
     if not is_loopback(args.host) and not args.api_key and not args.insecure_no_auth:
         raise OvphiError(f"binding {args.host} opens the model to the network: pass --api-key KEY"
                          " (or --insecure-no-auth)")
+    if not 1 <= args.port <= 65535:
+        raise OvphiError(f"--port must be 1 to 65535, not {args.port}")
     for name in ("max_queue", "max_images", "max_body_mb", "max_tokens"):
         if getattr(args, name) < 1:
             raise OvphiError(f"--{name.replace('_', '-')} must be at least 1")
     if args.allow_local_dir and not Path(args.allow_local_dir).is_dir():
         raise OvphiError(f"--allow-local-dir {args.allow_local_dir} is not a folder")
     options = runtime_options(args)
-    if not Path(args.model_dir).is_dir():
-        raise OvphiError(f"model folder {args.model_dir} does not exist")
+    model_dir = Path(args.model_dir)
+    if not model_dir.is_dir():
+        raise OvphiError(f"model folder {model_dir} is a file, not a folder" if model_dir.exists() else
+                         f"model folder {model_dir} does not exist")
     settings = ServerSettings(model_name=args.model_name or Path(args.model_dir).resolve().name,
                               api_key=args.api_key, max_queue=args.max_queue, max_images=args.max_images,
                               max_body_mb=args.max_body_mb, max_tokens=args.max_tokens,
                               request_timeout_s=args.request_timeout, allow_private_urls=args.allow_private_urls,
-                              allow_local_dir=args.allow_local_dir, cors_origins=tuple(args.cors_origin))
+                              allow_local_dir=args.allow_local_dir, cors_origins=tuple(args.cors_origin),
+                              created=int(made_at(model_dir)), fingerprint=f"ovphi-{version('ovphi')}-{args.backend}")
     app = create_app(lambda: load(args.model_dir, args.backend, options), settings)
     print(f"ovphi serve: {settings.model_name} on http://{args.host}:{args.port}/v1 (loading, then warming up);"
           f" chat page at http://{args.host}:{args.port}/", flush=True)

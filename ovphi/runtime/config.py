@@ -1,5 +1,6 @@
 """What a turn should do (GenerationConfig) and what the device should do (RuntimeOptions): two typed
 bundles, each validated once, before any model loads, with the same meaning in every engine."""
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +11,15 @@ MAX_NUM_CROPS = 16  # Phi-3.5-vision's processor: up to 16 crops per image
 PRECISIONS = ("f32", "bf16", "f16")
 KV_CACHE_PRECISIONS = ("u8", "u4", "i8", "f16", "bf16", "f32")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+# below this a temperature decodes greedily: the distribution is one token anyway, and logits / temperature would
+# overflow float32 (and openvino.genai reads a float32 temperature of 0)
+GREEDY_BELOW = 1e-5
+SEEDS = 1 << 64  # a seed is an unsigned 64-bit number (torch and openvino.genai both take that range)
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """One turn's settings. temperature 0 is greedy decoding; above 0 samples with top_p / top_k.
+    """One turn's settings. temperature 0 (or below 1e-5) is greedy decoding; above it samples with top_p / top_k.
     num_crops: HD crops per image (None: the model folder's, 4 for Phi-3.5-vision). ignore_eos makes
     answers of exactly max_new_tokens (benchmarks)."""
 
@@ -28,6 +33,11 @@ class GenerationConfig:
     ignore_eos: bool = False
 
     def __post_init__(self):
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            if not math.isfinite(getattr(self, name)):
+                raise OvphiError(f"{name} must be a finite number, not {getattr(self, name)}")
+        if self.seed is not None and not 0 <= self.seed < SEEDS:
+            raise OvphiError(f"seed must be 0 to 2**64 - 1, not {self.seed}")
         if self.max_new_tokens < 1:
             raise OvphiError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
         if self.temperature < 0:
@@ -43,7 +53,7 @@ class GenerationConfig:
 
     @property
     def greedy(self):
-        return self.temperature == 0
+        return self.temperature < GREEDY_BELOW
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,9 @@ class GenaiEngine(Engine):
         if generation.num_crops not in (None, self.num_crops):
             raise OvphiError(f"the genai engine uses the folder's num_crops ({self.num_crops}, in"
                              " preprocessor_config.json); use --backend optimum for another value")
+        if generation.repetition_penalty != 1.0 and conversation.images:
+            raise OvphiError("repetition_penalty with images fails inside openvino.genai 2026.4.1 (its issue #4405:"
+                             " image positions are negative ids); use --backend optimum, or no penalty")
         new_images = self.extend_history(conversation)
         seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
         emit(Status("prefill", f"reading the prompt{seen}", 0, None))

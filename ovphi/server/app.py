@@ -44,6 +44,8 @@ class ServerSettings:
     allow_local_dir: str | None = None
     max_image_bytes: int = MAX_BYTES
     cors_origins: tuple = ()
+    created: int = 0  # when the model folder was made (GET /v1/models); 0: when the server started
+    fingerprint: str = "ovphi"  # system_fingerprint: ovphi's version and the engine
 
 
 class StopStrings:
@@ -221,6 +223,22 @@ def timings(result):
             "vision_ms": ms(measured.vision_s), "processed_tokens": measured.processed_tokens}
 
 
+UNION_TAGS = ("str", "int", "float", "bool")  # what pydantic puts in an error's place for a member of a union
+
+
+def validation_problem(error):
+    """(the field as the client wrote it, e.g. messages[0].content[1], or None; the message) of the most specific
+    of a validation error's problems."""
+    problem = max(error.errors(), key=lambda item: len(item["loc"]))
+    where = ""
+    for part in problem["loc"]:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif part not in UNION_TAGS and "[" not in part:
+            where += f".{part}" if where else part
+    return where or None, problem["msg"].removeprefix("Value error, ")
+
+
 def status_body(status):
     return {"stage": status.stage, "message": status.message, "count": status.count, "eta_s": status.eta_s}
 
@@ -230,11 +248,7 @@ def create_app(load_engine, settings):
     app = FastAPI(title="ovphi", docs_url=None, redoc_url=None)
     server = Server(load_engine, settings)
     app.state.server = server
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
-                           allow_headers=["*"])
+    created = settings.created or int(time.time())
 
     def failure(status, message, kind="invalid_request_error", code=None, param=None, headers=None):
         server.metrics.request(status)
@@ -247,6 +261,11 @@ def create_app(load_engine, settings):
     if settings.api_key:
         app.add_middleware(RequireKey, key=settings.api_key, refuse=lambda: failure(
             401, "a valid API key is needed (Authorization: Bearer KEY)", "authentication_error", code="invalid_api_key"))
+    if settings.cors_origins:  # added last, so it runs first: a browser's preflight carries no key
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
+                           allow_headers=["*"])
 
     @app.get("/")
     async def page():
@@ -267,10 +286,18 @@ def create_app(load_engine, settings):
         loop = getattr(server.engine, "loop", None)
         return PlainTextResponse(server.metrics.text(getattr(loop, "prefix_cache", None)))
 
+    model_card = {"id": settings.model_name, "object": "model", "created": created, "owned_by": "ovphi"}
+
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0,
-                                            "owned_by": "ovphi"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str):
+        if model_id != settings.model_name:
+            return failure(404, f"the model {model_id!r} does not exist here; this server has"
+                                f" {settings.model_name!r}", code="model_not_found", param="model")
+        return model_card
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -287,10 +314,11 @@ def create_app(load_engine, settings):
             body = ChatCompletionRequest.model_validate(json.loads(raw))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return failure(400, "the request body is not JSON", code="invalid_json")
+        except RecursionError:
+            return failure(400, "the request body nests too deeply", code="invalid_json")
         except ValidationError as error:
-            problem = error.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"])
-            return failure(400, f"{where}: {problem['msg']}", param=where, code="invalid_request")
+            where, message = validation_problem(error)
+            return failure(400, f"{where}: {message}" if where else message, param=where, code="invalid_request")
         if body.model != settings.model_name:
             return failure(404, f"the model {body.model!r} does not exist here; this server has"
                                 f" {settings.model_name!r}", code="model_not_found", param="model")
@@ -306,15 +334,19 @@ def create_app(load_engine, settings):
             return failure(400, str(error), code="context_length_exceeded", param="messages")
         except OvphiError as error:
             return failure(400, str(error), code="invalid_request")
+        except Exception as error:  # a defect: said in one line here and in the log, counted in /metrics
+            print(f"ovphi serve: internal error: {type(error).__name__}: {error}".splitlines()[0], flush=True)
+            return failure(500, f"internal error ({type(error).__name__})", "server_error", code="internal_error")
         stops = StopStrings(body.stop)
         turn = server.turn(request, conversation, events, first, stops)
-        reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": reply_id, "created": created, "model": settings.model_name}
+        reply_id, answered = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": reply_id, "created": answered, "model": settings.model_name,
+                "system_fingerprint": settings.fingerprint}
         server.metrics.request(200)
         if not body.stream:
             async for _, result in turn:
                 pass
-            message = {"role": "assistant", "content": stops.text.strip()}
+            message = {"role": "assistant", "content": stops.text}  # the text the same answer streamed
             return head | {"object": "chat.completion", "usage": usage(result), "timings": timings(result), "choices": [{
                 "index": 0, "message": message, "finish_reason": finish_reason(result, stops), "logprobs": None}]}
 
@@ -340,6 +372,6 @@ def create_app(load_engine, settings):
             finally:
                 await turn.aclose()  # stops the generation if the client left, and frees the slot
 
-        return StreamUntilDisconnect(sse(), media_type="text/event-stream")
+        return StreamUntilDisconnect(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app

@@ -4,13 +4,13 @@ earlier answers matched against what the model generated, so their token ids (an
 import base64
 import binascii
 import ipaddress
-import socket
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import OvphiError
 from ..images import decode, fetch, read_local
 from ..runtime import Conversation, GenerationConfig, ImagePart
+from ..runtime.config import SEEDS
 
 
 class RequestError(OvphiError):
@@ -21,17 +21,13 @@ class RequestError(OvphiError):
         self.status, self.code, self.param = status, code, param
 
 
-def check_public(host):
-    """Refuse a host that resolves to a loopback, private, link-local or reserved address."""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        raise RequestError(f"cannot resolve image host {host}", code="invalid_image_url") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            raise RequestError(f"image URLs to private addresses are refused ({host}); start the server with"
-                               " --allow-private-urls to allow them", code="invalid_image_url")
+def refuse_private(host, address):
+    """Refuse an address that is loopback, private, link-local, reserved or multicast (server-side request forgery):
+    every address of every hop of an image URL is put to this."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+        raise RequestError(f"image URLs to private addresses are refused ({host}); start the server with"
+                           " --allow-private-urls to allow them", code="invalid_image_url")
 
 
 def read_image_url(url, settings):
@@ -51,9 +47,8 @@ def read_image_url(url, settings):
                                    code="image_too_large")
             return decode(data, "in the data: URL")
         if parsed.scheme in ("http", "https"):
-            if not settings.allow_private_urls:
-                check_public(parsed.hostname or "")
-            return decode(fetch(url), url)
+            check = None if settings.allow_private_urls else refuse_private
+            return decode(fetch(url, check_address=check), url)
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else url)
         if settings.allow_local_dir is None:
             raise RequestError("local image paths are refused; start the server with --allow-local-dir DIR",
@@ -76,10 +71,17 @@ def conversation_of(request, settings):
         parts = []
         content = message.content if message.content is not None else ""
         for part in [content] if isinstance(content, str) else content:
+            text = part if isinstance(part, str) else part.text
+            if text is not None and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate: JSON can carry it, no tokenizer can read it
+                    raise RequestError("the text is not valid Unicode (a lone surrogate such as \\ud800)",
+                                       param=f"messages[{index}].content") from None
             if isinstance(part, str):
                 parts.append(part)
             elif part.type == "text":
-                parts.append(part.text or "")
+                parts.append(part.text)
             else:
                 images += 1
                 if images > settings.max_images:
@@ -88,9 +90,10 @@ def conversation_of(request, settings):
                 if message.role != "user":
                     raise RequestError("only user messages may hold images", param=f"messages[{index}].content")
                 parts.append(ImagePart(read_image_url(part.image_url.url, settings), part.image_url.url[:100]))
-        conversation.add(message.role, *parts)
-    if conversation.messages[-1].role != "user":
-        raise RequestError("the last message must be the user's", param="messages")
+        conversation.add("system" if message.role == "developer" else message.role, *parts)
+    if conversation.messages[-1].role == "assistant":
+        raise RequestError("continuing an assistant message (a prefill) is not supported yet: end with a user or"
+                           " system message", param=f"messages[{len(request.messages) - 1}].role")
     return conversation
 
 
@@ -112,11 +115,30 @@ def generation_of(request, settings):
     """GenerationConfig of a request; the API's defaults where it says nothing (temperature 1 as OpenAI's)."""
     if request.n != 1:
         raise RequestError("only n = 1 is supported", param="n")
+    refuse_unsupported(request)
+    if request.stream_options is not None and not request.stream:
+        raise RequestError("stream_options is only allowed when stream is true", param="stream_options")
+    if isinstance(request.stop, list) and len(request.stop) > 4:
+        raise RequestError("stop takes at most 4 sequences", param="stop")
     max_tokens = request.max_completion_tokens or request.max_tokens or settings.max_tokens
     try:
         return GenerationConfig(max_new_tokens=min(max_tokens, settings.max_tokens),
                                 temperature=settings.temperature if request.temperature is None else request.temperature,
-                                top_p=1.0 if request.top_p is None else request.top_p, seed=request.seed,
+                                top_p=1.0 if request.top_p is None else request.top_p,
+                                seed=None if request.seed is None else request.seed % SEEDS,
                                 ignore_eos=request.ignore_eos)
     except OvphiError as error:
         raise RequestError(str(error)) from None
+
+
+def refuse_unsupported(request):
+    """A 400 naming the first parameter that asks for what this server cannot do yet (never silently ignored)."""
+    asked = {"logprobs": bool(request.logprobs), "top_logprobs": request.top_logprobs is not None,
+             "logit_bias": bool(request.logit_bias), "presence_penalty": bool(request.presence_penalty),
+             "frequency_penalty": bool(request.frequency_penalty),
+             "response_format": (request.response_format or {}).get("type", "text") != "text",
+             "tools": bool(request.tools), "tool_choice": request.tool_choice not in (None, "none")}
+    for name, given in asked.items():
+        if given:
+            raise RequestError(f"{name} is not supported by this server yet", param=name,
+                               code="unsupported_parameter")

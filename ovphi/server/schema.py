@@ -1,7 +1,10 @@
-"""The request and response shapes of OpenAI's chat completions API that `ovphi serve` answers."""
-from typing import Literal
+"""The request and response shapes of OpenAI's chat completions API that `ovphi serve` answers, with OpenAI's
+ranges: a value outside them is a 400 naming the field, as OpenAI gives."""
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ImageURL(BaseModel):
@@ -14,11 +17,19 @@ class ContentPart(BaseModel):
     text: str | None = None
     image_url: ImageURL | None = None
 
+    @model_validator(mode="after")
+    def has_its_field(self):
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError("an image_url part needs image_url: {\"url\": ...}")
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text part needs text")
+        return self
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant"]  # developer: OpenAI's newer name for system
     content: str | list[ContentPart] | None = None
 
 
@@ -33,15 +44,24 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: Finite | None = Field(None, ge=0, le=2)
+    top_p: Finite | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=-(1 << 63), lt=1 << 63)  # OpenAI's int64
     stop: str | list[str] | None = None
-    n: int = 1
+    n: int = Field(1, ge=1)
     ignore_eos: bool = False  # vLLM's extension (openai client: extra_body), for benchmarks
     ovphi_status: bool = False  # the chat page's extension: the engine's status events in the stream
+    # accepted so that they can be refused by name (requests.py), never silently ignored
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: Finite | None = Field(None, ge=-2, le=2)
+    frequency_penalty: Finite | None = Field(None, ge=-2, le=2)
+    response_format: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
 
 
 def error_body(message, kind="invalid_request_error", param=None, code=None):
