@@ -45,10 +45,13 @@ def partial_name(out):
 
 
 def stale_partials(out):
-    """Partial folders of OUT left by processes that no longer run (killed: nothing could remove them)."""
+    """Partial folders of OUT (and old ones renamed aside) left by processes that no longer run (killed: nothing
+    could remove them)."""
     out = Path(out)
     stale = []
-    for candidate in out.parent.glob(f".{out.name}.partial-*") if out.parent.is_dir() else []:
+    candidates = [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")] \
+        if out.parent.is_dir() else []
+    for candidate in candidates:
         pid = candidate.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             stale.append(candidate)
@@ -58,20 +61,30 @@ def stale_partials(out):
 @contextmanager
 def partial_folder(out):
     """Yields an empty folder beside OUT; when the block ends without error it replaces OUT. Whatever
-    happens, nothing partial is left (stale partials of killed runs are removed first)."""
+    happens, nothing partial is left and OUT is whole, the old one or the new (stale partials of killed runs
+    are removed first). The old OUT is renamed aside before the new one is renamed in, and removed only then:
+    an interruption while it is removed leaves the new OUT in place, one between the renames puts the old back."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_partials(out):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = partial_name(out)
+        if stale.name.startswith(f".{out.name}.old-") and not out.exists():
+            stale.rename(out)  # a run killed between its two renames: its old OUT comes back
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+    partial, old = partial_name(out), out.with_name(f".{out.name}.old-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     try:
         yield partial
         if out.exists():
-            shutil.rmtree(out)
+            out.rename(old)
         partial.rename(out)
     finally:
+        if old.exists():
+            if out.exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.rename(out)
         shutil.rmtree(partial, ignore_errors=True)
 
 

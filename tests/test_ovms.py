@@ -46,3 +46,39 @@ def test_a_model_config_or_a_checkpoint_is_refused(int4_ir, tiny_dir):
         export_ovms(tiny_dir)
     with pytest.raises(OvphiError, match="not an OVMS config"):
         export_ovms(int4_ir, config_path=int4_ir / "config.json")
+
+
+def test_what_the_user_wrote_is_kept(int4_ir, tmp_path):
+    """A config.json that is not OVMS's is left alone; OVMS's own keeps all its keys; an edited graph stays."""
+    import shutil
+
+    ir = tmp_path / "ir"
+    shutil.copytree(int4_ir, ir, ignore=shutil.ignore_patterns("model_cache", "graph.pbtxt"))
+    theirs = tmp_path / "config.json"
+    theirs.write_text('{"port": 9000, "models": ["a"]}')
+    with pytest.raises(OvphiError, match="not an OVMS config .it has models.; left as it is"):
+        export_ovms(ir)
+    assert theirs.read_text() == '{"port": 9000, "models": ["a"]}' and not (ir / "graph.pbtxt").exists()
+    theirs.write_text('{"monitoring": {"metrics": {"enable": true}}, "mediapipe_config_list": []}')
+    graph, _ = export_ovms(ir)
+    assert json.loads(theirs.read_text())["monitoring"] == {"metrics": {"enable": True}}
+    export_ovms(ir, cache_size_gb=8)  # as ovphi wrote it: replaced
+    assert "cache_size: 8," in graph.read_text()
+    graph.write_text(graph.read_text().replace("cache_size: 8,", "cache_size: 12,"))
+    with pytest.raises(OvphiError, match="was edited or not written by ovphi: pass --force"):
+        export_ovms(ir)
+    assert "cache_size: 12," in graph.read_text()
+    export_ovms(ir, force=True)
+    assert "cache_size: 4," in graph.read_text()
+    theirs.write_text("{not json")
+    with pytest.raises(OvphiError, match="config.json is not JSON"):
+        export_ovms(ir)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(cache_size_gb=-5), "--cache-size must be at least 1"), (dict(max_num_seqs=0), "--max-num-seqs must be"),
+    (dict(device="FOO"), "--device FOO is not an OpenVINO device")])
+def test_bad_settings_are_refused_before_anything_is_written(int4_ir, tmp_path, settings, message):
+    with pytest.raises(OvphiError, match=message):
+        export_ovms(int4_ir, config_path=tmp_path / "config.json", **settings)
+    assert not (tmp_path / "config.json").exists()

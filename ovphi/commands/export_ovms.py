@@ -19,10 +19,11 @@ def setup_arg_parser():
     parser.add_argument("--cache-size", type=int, default=4, help="GB of KV cache OVMS reserves")
     parser.add_argument("--max-num-seqs", type=int, default=16, help="sequences batched together")
     parser.add_argument("--kv-cache-precision", choices=["u8"], help="u8 halves the KV cache (default: the device's)")
+    parser.add_argument("--force", action="store_true", help="replace a graph.pbtxt that was edited by hand")
     return parser
 
 
 def main(args):
     graph, config = export_ovms(args.ir_dir, args.model_name, args.config, args.device, args.cache_size,
-                                args.max_num_seqs, args.kv_cache_precision)
+                                args.max_num_seqs, args.kv_cache_precision, args.force)
     print(f"wrote {graph} and {config}")

@@ -4,8 +4,10 @@ the server's config.json beside the folder listing it. The pipeline keeps paged 
 caching but takes a whole prompt in one step (no dynamic split-fuse): chunked, LongRoPE would pick its
 short factors for the chunks before position 4096. The stop tokens come from the folder's
 generation_config.json, which `ovphi convert` writes. Untested against a running OVMS here."""
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from ..errors import OvphiError
@@ -53,26 +55,69 @@ node: {{
 """
 
 
+SIGNED = "# written by ovphi export-ovms, replaced by it only while unedited: sha256 {} of the lines below\n"
+# the top-level keys of an OVMS config.json: all are kept; a file with another is not one
+OVMS_KEYS = {"model_config_list", "mediapipe_config_list", "pipeline_config_list", "custom_loader_config_list",
+             "custom_node_library_config_list", "monitoring"}
+DEVICE = re.compile(r"(CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|HETERO|MULTI):[A-Z0-9.,]+)")
+
+
+def signed(graph):
+    return SIGNED.format(hashlib.sha256(graph.encode()).hexdigest()) + graph
+
+
+def check_replaceable_graph(path, force):
+    """Refuse to replace a graph.pbtxt that someone edited (or that ovphi did not write) unless force."""
+    if force or not path.exists():
+        return
+    first, _, rest = path.read_text(errors="replace").partition("\n")
+    if first + "\n" != SIGNED.format(hashlib.sha256(rest.encode()).hexdigest()):
+        raise OvphiError(f"{path} was edited or not written by ovphi: pass --force to replace it")
+
+
+def read_json(path, what):
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise OvphiError(f"{path} is not JSON ({error.msg}, line {error.lineno}): {what}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise OvphiError(f"{path} cannot be read ({type(error).__name__}): {what}") from None
+
+
+def check_settings(device, cache_size_gb, max_num_seqs):
+    if not DEVICE.fullmatch(device):
+        raise OvphiError(f"--device {device} is not an OpenVINO device (CPU, GPU, GPU.1, NPU, AUTO, HETERO:GPU,CPU)")
+    if cache_size_gb < 1:
+        raise OvphiError(f"--cache-size must be at least 1 (GB of KV cache), not {cache_size_gb}")
+    if max_num_seqs < 1:
+        raise OvphiError(f"--max-num-seqs must be at least 1, not {max_num_seqs}")
+
+
 def export_ovms(ir_dir, model_name=None, config_path=None, device="CPU", cache_size_gb=4, max_num_seqs=16,
-                kv_cache_precision=None):
-    """Write IR_DIR/graph.pbtxt and add the folder to OVMS's config.json (default: beside IR_DIR), keeping the
-    entries it has. Returns (graph path, config path)."""
+                kv_cache_precision=None, force=False):
+    """Write IR_DIR/graph.pbtxt and add the folder to OVMS's config.json (default: beside IR_DIR), keeping every
+    entry and key it has. A graph.pbtxt that was edited is replaced only with force. Returns (graph path, config
+    path)."""
     ir_dir = Path(ir_dir)
+    check_settings(device, cache_size_gb, max_num_seqs)
     if not (ir_dir / "openvino_language_model.xml").exists() or not (ir_dir / "openvino_tokenizer.xml").exists():
         raise OvphiError(f"{ir_dir} is not an IR folder of `ovphi convert` (no language model or tokenizer IR)")
-    config = json.loads((ir_dir / "config.json").read_text())
+    config = read_json(ir_dir / "config.json", "the IR folder's model config")
     plugin_config = {"KV_CACHE_PRECISION": kv_cache_precision} if kv_cache_precision else {}
     graph = GRAPH.format(plugin_config=json.dumps(plugin_config), cache_size=cache_size_gb, device=device,
                          max_num_batched_tokens=config["max_position_embeddings"], max_num_seqs=max_num_seqs)
     name = model_name or ir_dir.resolve().name
     config_path = Path(config_path) if config_path else ir_dir.resolve().parent / "config.json"
-    servers = json.loads(config_path.read_text()) if config_path.exists() else {}
-    if not isinstance(servers, dict) or "model_type" in servers:
-        raise OvphiError(f"{config_path} is not an OVMS config (it looks like a model's config.json)")
+    servers = read_json(config_path, "give OVMS's own with --config") if config_path.exists() else {}
+    others = sorted(set(servers) - OVMS_KEYS) if isinstance(servers, dict) else ["(not an object)"]
+    if others:
+        raise OvphiError(f"{config_path} is not an OVMS config (it has {others[0]}); left as it is: give OVMS's"
+                         " config with --config")
+    check_replaceable_graph(ir_dir / "graph.pbtxt", force)
     entries = [entry for entry in servers.get("mediapipe_config_list", []) if entry.get("name") != name]
     base_path = Path(os.path.relpath(ir_dir.resolve(), config_path.resolve().parent)).as_posix()
-    servers = {"model_config_list": servers.get("model_config_list", []),
+    servers = {"model_config_list": [], **servers,
                "mediapipe_config_list": entries + [{"name": name, "base_path": base_path}]}
-    write_atomically(ir_dir / "graph.pbtxt", graph)
+    write_atomically(ir_dir / "graph.pbtxt", signed(graph))
     write_atomically(config_path, json.dumps(servers, indent=4) + "\n")
     return ir_dir / "graph.pbtxt", config_path
