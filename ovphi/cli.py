@@ -46,6 +46,14 @@ def interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def stop_on_sigterm():
+    """SIGTERM (a timeout, docker stop, systemd) ends a command like Ctrl-C: nothing half-written. A child that a
+    library forks (openvino_telemetry's sender, calibration workers) gets the default back: SIGTERM ends it
+    quietly, instead of raising KeyboardInterrupt and printing a traceback of ovphi's."""
+    signal.signal(signal.SIGTERM, interrupt)
+    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
 def one_line(error):
     """What an error says, in one line. OpenVINO's C++ errors put a source location first and the cause
     after it: keep the cause, drop build paths."""
@@ -71,7 +79,7 @@ def main(argv=None):
         print(f"ovphi: unknown command {argv[0]!r}; `ovphi help` lists the commands", file=sys.stderr)
         return 2
     quiet_library_logs()
-    signal.signal(signal.SIGTERM, interrupt)  # timeout, docker stop, systemd: like Ctrl-C, nothing half-written
+    stop_on_sigterm()
     try:
         module = importlib.import_module(f"ovphi.commands.{argv[0].replace('-', '_')}")
         args = module.setup_arg_parser().parse_args(argv[1:])

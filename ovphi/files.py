@@ -1,4 +1,5 @@
 """Writing files and folders so that a reader never sees a half-written one and nothing else is lost."""
+import json
 import os
 import shutil
 import stat
@@ -6,6 +7,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OvphiError
+
+
+def check_model_folder(path):
+    """Refuse a model folder that is missing or is a file, saying which."""
+    path = Path(path)
+    if not path.is_dir():
+        raise OvphiError(f"model folder {path} is a file, not a folder" if path.exists() else
+                         f"model folder {path} does not exist")
+
+
+def read_json(path, what):
+    """The JSON in a file; one line naming the file and `what` it is when it is not JSON or cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise OvphiError(f"{path} is not JSON ({error.msg}, line {error.lineno}): {what}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise OvphiError(f"{path} cannot be read ({type(error).__name__}): {what}") from None
 
 
 def check_output_file(path):
@@ -34,7 +53,11 @@ def write_atomically(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        partial.write_text(text)
+        try:
+            partial.write_text(text)
+        except OSError as error:  # e.g. /proc/version: the file exists, its folder takes no new one
+            raise OvphiError(f"cannot write {path}: no new file can be made in {path.parent} to replace it with"
+                             f" ({error.strerror or error})") from None
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)

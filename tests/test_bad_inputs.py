@@ -27,7 +27,9 @@ def place(tmp_path, int4_ir, tiny_dir, red_image):
     red_image.save(tmp_path / "red.png")
     (tmp_path / "not-utf8.txt").write_bytes(b"caf\xe9?")
     (tmp_path / "a-file").write_text("a file")
-    return {"tmp": tmp_path, "notes": notes, "image": tmp_path / "red.png", "ir": int4_ir, "tiny": tiny_dir,
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "phi3_v",')
+    return {"broken": tmp_path / "broken", "tmp": tmp_path, "notes": notes, "image": tmp_path / "red.png", "ir": int4_ir, "tiny": tiny_dir,
             "not_utf8": tmp_path / "not-utf8.txt", "file": tmp_path / "a-file"}
 
 
@@ -56,6 +58,12 @@ CASES = [  # (arguments, exit code, phrase of the message, files that must survi
     (["serve", "{ir}", "--host", "0.0.0.0"], 1, "--api-key", []),
     (["serve", "{ir}", "--max-queue", "0"], 1, "--max-queue must be at least 1", []),
     (["nope"], 2, "unknown command 'nope'", []),
+    (["ask", "{file}", "--image", "{image}"], 1, "is a file, not a folder", []),
+    (["bench", "{file}", "--out", "{tmp}/r"], 1, "is a file, not a folder", []),
+    (["convert", "{broken}", "{tmp}/out"], 1, "config.json is not JSON (Expecting", ["broken/config.json"]),
+    (["serve", "{ir}", "--port", "99999"], 1, "--port must be 1 to 65535", []),
+    (["export-ovms", "{ir}", "--cache-size", "-5", "--max-num-seqs", "0", "--device", "FOO"], 1,
+     "--device FOO is not an OpenVINO device", []),
 ]
 
 

@@ -93,3 +93,44 @@ def test_errors_never_end_the_chat_and_blocks_span_lines(chat, tmp_path):
     chat.sendintr()
     chat.expect(pexpect.EOF)
     assert (tmp_path / "state" / "ovphi" / "chat_history").exists()  # kept for the next session
+
+
+@pytest.fixture
+def fake_chat(tiny_dir, tmp_path):
+    """`ovphi chat` on the fake engine (fake_engine.py): for what does not need a model's answer."""
+    from served import FAKE
+
+    def start(*args):
+        env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"), **FAKE)
+        child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(tiny_dir), "--backend", "fake", *args],
+                              env=env, encoding="utf-8", timeout=60, cwd=str(tmp_path), preexec_fn=default_sigint)
+        child.expect(PROMPT)
+        started.append(child)
+        return child
+
+    started = []
+    yield start
+    for child in started:
+        child.close(force=True)
+
+
+def test_a_pasted_block_of_lines_is_one_question(fake_chat, tmp_path):
+    chat = fake_chat()
+    chat.send("first line\nsecond line\nthird line\n")  # as a terminal delivers a paste: all at once
+    chat.expect(PROMPT)
+    assert chat.before.count("assistant> ") == 1
+    ask(chat, "/save talk.json")
+    messages = json.loads((tmp_path / "talk.json").read_text())["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == [{"type": "text", "text": "first line\nsecond line\nthird line"}]
+
+
+def test_files_that_cannot_be_written_are_one_line_and_the_chat_goes_on(fake_chat):
+    chat = fake_chat("--history-file", "/proc/version")
+    said = ask(chat, "/save /proc/version")
+    assert "error: cannot write /proc/version: no new file can be made in /proc" in said
+    assert "assistant> " in ask(chat, "Still there?")
+    chat.sendline("/quit")
+    chat.expect(pexpect.EOF)
+    rest = chat.before
+    assert "the line history was not saved in /proc/version" in rest and "Traceback" not in rest

@@ -40,3 +40,30 @@ def test_openvino_errors_keep_their_cause_without_build_paths():
     assert one_line(OvphiError("plain")) == "plain"
     check = RuntimeError("Check 'x' failed at /home/jenkins/agent/src/plugin.cpp:12:\nunsupported property FOO\n")
     assert "unsupported property FOO" in one_line(check) and "jenkins" not in one_line(check)
+
+
+def test_a_forked_child_ends_quietly_on_sigterm():
+    """openvino_telemetry forks a sender and ends it with SIGTERM: with ovphi's handler it printed a
+    KeyboardInterrupt traceback after a successful convert."""
+    import subprocess
+    import sys
+
+    program = """if True:
+        import os, signal, time
+        from ovphi.cli import stop_on_sigterm
+        stop_on_sigterm()
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("parent interrupted")
+    """
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[:2] == ["True", "parent interrupted"] and "Traceback" not in result.stderr

@@ -4,14 +4,11 @@ import base64
 import concurrent.futures
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import openai
 import pytest
 import requests
 from exact import EXACT, EXACT_FLAGS

@@ -24,7 +24,7 @@ from ..calibration.sources import BUILTIN
 from ..convert.manifest import package_versions
 from ..cpu import cpu_flags, cpu_kind, cpu_model
 from ..errors import OvphiError
-from ..files import check_replaceable, write_folder_atomically
+from ..files import check_model_folder, check_replaceable, write_folder_atomically
 from ..images import read_image
 from ..runtime import RuntimeOptions, load, registry
 from ..runtime.timings import TurnTimings
@@ -222,8 +222,7 @@ def bench(models, out, backends=("optimum", "genai"), options=None, scenarios=tu
         raise OvphiError("runs must be at least 1")
     plan = plan_variants(models, backends, torch_precisions)
     for folder, _, _ in plan:
-        if not Path(folder).is_dir():
-            raise OvphiError(f"model folder {folder} does not exist")
+        check_model_folder(folder)
     if not 0 <= baseline < len(plan):
         raise OvphiError(f"baseline {baseline} is not a variant index (0 to {len(plan) - 1})")
     check_replaceable(out, REPORT_FILES, force, keep=[folder for folder, _, _ in plan])

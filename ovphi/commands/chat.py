@@ -8,6 +8,7 @@ An error never ends the chat: it is one line, and the conversation goes on.
 import argparse
 import json
 import os
+import select
 import sys
 import threading
 from pathlib import Path
@@ -89,10 +90,20 @@ def answer(chat, question):
         status.close()
 
 
+def pasted_more():
+    """Whether more typed input is already waiting: the rest of a paste of several lines (a person types no
+    second line within 50 ms). A pipe's lines stay questions of their own."""
+    return sys.stdin.isatty() and bool(select.select([sys.stdin], [], [], 0.05)[0])
+
+
 def read_question(first_line):
-    """A question: the line itself, or the lines of a \"\"\" block up to the closing \"\"\"."""
+    """A question: the line itself with the lines pasted along with it, or the lines of a \"\"\" block up to
+    the closing \"\"\"."""
     if first_line != BLOCK:
-        return first_line
+        lines = [first_line]
+        while pasted_more():
+            lines.append(input())
+        return "\n".join(lines)
     lines = []
     while (line := input("... ")) != BLOCK:
         lines.append(line)
@@ -118,7 +129,15 @@ def keep_line_history(path):
     except OSError:
         return
     readline.set_history_length(1000)
-    atexit.register(lambda: path.parent.exists() and readline.write_history_file(path))
+
+    def save():
+        try:
+            readline.write_history_file(path)
+        except OSError as error:
+            print(f"ovphi chat: the line history was not saved in {path} ({error.strerror or error})",
+                  file=sys.stderr)
+
+    atexit.register(save)
 
 
 def warm_up_in_background(engine):

@@ -11,6 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from ..errors import OvphiError
+from ..files import check_model_folder
 from ..runtime import load
 from .options import HelpFormatter, add_model_options, runtime_options
 
@@ -74,9 +75,7 @@ def main(args):
         raise OvphiError(f"--allow-local-dir {args.allow_local_dir} is not a folder")
     options = runtime_options(args)
     model_dir = Path(args.model_dir)
-    if not model_dir.is_dir():
-        raise OvphiError(f"model folder {model_dir} is a file, not a folder" if model_dir.exists() else
-                         f"model folder {model_dir} does not exist")
+    check_model_folder(model_dir)
     settings = ServerSettings(model_name=args.model_name or Path(args.model_dir).resolve().name,
                               api_key=args.api_key, max_queue=args.max_queue, max_images=args.max_images,
                               max_body_mb=args.max_body_mb, max_tokens=args.max_tokens,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..cpu import cpu_flags
 from ..errors import OvphiError
-from ..files import check_replaceable, partial_folder
+from ..files import check_model_folder, check_replaceable, partial_folder, read_json
 from ..model import copy_model_code, register_auto_classes
 from ..model.constants_phi3_v import AUTO_MAP
 from ..model.tokens import stop_token_ids
@@ -117,14 +117,13 @@ def resolve_model(model, revision):
         except Exception as error:  # offline, unknown repo, no access: one line for each
             raise OvphiError(f"no folder {model} here, and it cannot be downloaded from the Hugging Face hub"
                              f" ({type(error).__name__}); offline, pass a local checkpoint folder") from None
-    if not path.is_dir():
-        raise OvphiError(f"model folder {model} does not exist")
+    check_model_folder(path)
     config_file = path / "config.json"
     if (path / "openvino_language_model.xml").exists():
         raise OvphiError(f"{model} is already an OpenVINO IR folder, not a model folder to convert")
     if not config_file.exists():
         raise OvphiError(f"{model} is not a model folder: it has no config.json")
-    config = json.loads(config_file.read_text())
+    config = read_json(config_file, "the checkpoint's config")
     if config.get("model_type") != "phi3_v":
         raise OvphiError(f"{model} is a '{config.get('model_type')}' model, not Phi-3.5-vision (phi3_v)")
     return path, config

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import OvphiError
-from ..files import write_atomically
+from ..files import read_json, write_atomically
 
 GRAPH = """input_stream: "HTTP_REQUEST_PAYLOAD:input"
 output_stream: "HTTP_RESPONSE_PAYLOAD:output"
@@ -73,15 +73,6 @@ def check_replaceable_graph(path, force):
     first, _, rest = path.read_text(errors="replace").partition("\n")
     if first + "\n" != SIGNED.format(hashlib.sha256(rest.encode()).hexdigest()):
         raise OvphiError(f"{path} was edited or not written by ovphi: pass --force to replace it")
-
-
-def read_json(path, what):
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise OvphiError(f"{path} is not JSON ({error.msg}, line {error.lineno}): {what}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise OvphiError(f"{path} cannot be read ({type(error).__name__}): {what}") from None
 
 
 def check_settings(device, cache_size_gb, max_num_seqs):

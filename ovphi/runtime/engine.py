@@ -10,7 +10,6 @@ maps names to engine classes.
 A new engine is one file: subclass Engine, set name / capabilities (/ required_files), implement
 `load_model`, `reset` and `generate`; then add one line to registry.ENGINES.
 """
-import json
 import queue
 import threading
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OvphiError
+from ..files import check_model_folder, read_json
 from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
 from .timings import TurnTimings
@@ -79,7 +79,7 @@ class TurnResult:
 def read_config(model_dir):
     """config.json of a model folder, checked to be Phi-3.5-vision's."""
     config_file = Path(model_dir) / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    config = read_json(config_file, "the model's config") if config_file.exists() else {}
     if config.get("model_type") != "phi3_v":
         raise OvphiError(f"{model_dir} holds a '{config.get('model_type')}' model, not Phi-3.5-vision (phi3_v)")
     return config
@@ -112,8 +112,7 @@ class Engine(ABC):
         self.load_seconds = time.perf_counter() - started
 
     def check_folder(self):
-        if not self.model_dir.is_dir():
-            raise OvphiError(f"model folder {self.model_dir} does not exist")
+        check_model_folder(self.model_dir)
         missing = [name for name in self.required_files if not (self.model_dir / name).exists()]
         if missing:
             raise OvphiError(f"{self.model_dir} is not a complete phi3_v IR folder: missing {', '.join(missing)}")
