@@ -15,6 +15,8 @@ from .errors import OvphiError
 
 MAX_BYTES = 30 << 20  # a download or a local image file
 DOWNLOAD_SECONDS = 15.0  # the whole download, not each read
+MAX_PIXELS = 50_000_000  # one picture, read from its header before it is decoded (a 50 Mpx phone photo: 150 MB RGB)
+MAX_IMAGES = 8  # pictures in one turn (ask, chat; the server's default): each is decoded, cropped and encoded
 
 
 def image_digest(image):
@@ -117,6 +119,9 @@ def to_rgb(image):
 def decode(data, source):
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise OvphiError(f"image {source} has {image.width}x{image.height} pixels; at most"
+                                 f" {MAX_PIXELS // 1_000_000} Mpx are read: scale it down")
             return to_rgb(image)
     except Image.DecompressionBombError:
         raise OvphiError(f"image {source} is too large (more than {Image.MAX_IMAGE_PIXELS} pixels)") from None

@@ -267,7 +267,9 @@ def checkpoint_with_its_own_code(tiny_dir, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("weight_format", ["int4", "int8", "fp16"])
+# int4 (AWQ through OVQuantizer, which loads the processor with the checkpoint's code) and fp16 (the plain export);
+# int8 is compressed inside the same export call as fp16 and took 75 s more on the AVX2 EPYC
+@pytest.mark.parametrize("weight_format", ["int4", "fp16"])
 def test_trust_remote_code_converts_a_checkpoint_with_its_own_code(checkpoint_with_its_own_code, tmp_path,
                                                                    red_image, weight_format):
     out = tmp_path / weight_format

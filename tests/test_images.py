@@ -95,3 +95,12 @@ def test_urls_are_fetched_within_a_size_and_a_time_limit(tmp_path, red_image, mo
             read_image("ftp://127.0.0.1/x.png")
     finally:
         server.shutdown()
+
+
+def test_a_picture_too_large_to_decode_is_refused_from_its_header(tmp_path):
+    """81 Mpx in a small PNG: refused from the size its header gives, before 243 MB of pixels are decoded."""
+    from PIL import Image
+
+    Image.new("RGB", (9000, 9000), "white").save(tmp_path / "big.png")
+    with pytest.raises(OvphiError, match="9000x9000 pixels; at most 50 Mpx"):
+        read_image(tmp_path / "big.png")

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from ..errors import OvphiError
 from ..files import check_output_file, write_atomically
-from ..images import read_frames, read_image
+from ..images import MAX_IMAGES, read_frames, read_image
 from ..resources import peak_rss_bytes, rss_file_bytes, seconds_since_start
 from ..runtime import ChatSession, Chunk, load
 from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
@@ -72,6 +72,8 @@ def main(args):
         generation = replace(generation, num_crops=generation.num_crops or FRAME_CROPS)
     if not images:
         raise OvphiError("give at least one --image or --frames")
+    if len(images) > MAX_IMAGES:
+        raise OvphiError(f"{len(images)} images; one question takes at most {MAX_IMAGES}")
     engine = load(args.model_dir, args.backend, options)
     ready_s = seconds_since_start()
     stream_to_terminal = args.format == "txt" and not args.output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import OvphiError
 from ..files import write_atomically
-from ..images import read_image
+from ..images import MAX_IMAGES, read_image
 from ..runtime import ChatSession, Chunk, load
 from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
 from .status import StatusLine
@@ -54,6 +54,8 @@ def run_command(chat, line):
     elif command == "/image":
         if not argument:
             raise OvphiError("/image needs a path or URL")
+        if len(chat.images) >= MAX_IMAGES:
+            raise OvphiError(f"one question takes at most {MAX_IMAGES} images")
         chat.attach(read_image(argument), argument)
         print(f"(image {len(chat.images)} attached to the next question)")
     elif command == "/save":

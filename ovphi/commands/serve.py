@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import OvphiError
 from ..files import check_model_folder
+from ..images import MAX_IMAGES
 from ..runtime import load
 from .options import HelpFormatter, add_model_options, runtime_options
 
@@ -26,10 +27,11 @@ def setup_arg_parser():
                         help="allow a non-loopback --host without --api-key")
     parser.add_argument("--model-name", help="the model id clients use (default: the folder's name)")
     parser.add_argument("--max-queue", type=int, default=8, help="requests waiting beyond the running one")
-    parser.add_argument("--max-images", type=int, default=8, help="images in one request")
+    parser.add_argument("--max-images", type=int, default=MAX_IMAGES, help="images in one request")
     parser.add_argument("--max-body-mb", type=int, default=50, help="largest request body")
     parser.add_argument("--max-tokens", type=int, default=1024, help="an answer's default and largest length")
     parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds a generation may take")
+    parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request body may take to arrive")
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="fetch image URLs on loopback and private networks (refused by default: SSRF)")
     parser.add_argument("--allow-local-dir", help="serve local image paths beneath this folder")
@@ -79,7 +81,8 @@ def main(args):
     settings = ServerSettings(model_name=args.model_name or Path(args.model_dir).resolve().name,
                               api_key=args.api_key, max_queue=args.max_queue, max_images=args.max_images,
                               max_body_mb=args.max_body_mb, max_tokens=args.max_tokens,
-                              request_timeout_s=args.request_timeout, allow_private_urls=args.allow_private_urls,
+                              request_timeout_s=args.request_timeout, body_timeout_s=args.body_timeout,
+                              allow_private_urls=args.allow_private_urls,
                               allow_local_dir=args.allow_local_dir, cors_origins=tuple(args.cors_origin),
                               created=int(made_at(model_dir)), fingerprint=f"ovphi-{version('ovphi')}-{args.backend}")
     app = create_app(lambda: load(args.model_dir, args.backend, options), settings)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from ..errors import OvphiError, PromptTooLong
-from ..images import MAX_BYTES
+from ..images import MAX_BYTES, MAX_IMAGES
 from ..runtime import Chunk, Status, TurnResult
 from .metrics import Metrics
 from .requests import RequestError, conversation_of, generation_of, reuse_generated_ids
@@ -35,11 +35,12 @@ class ServerSettings:
     model_name: str
     api_key: str | None = None
     max_queue: int = 8  # requests waiting for the model beyond the one it is answering
-    max_images: int = 8
+    max_images: int = MAX_IMAGES
     max_body_mb: int = 50
     max_tokens: int = 1024  # an answer's default and largest length
     temperature: float = 1.0  # OpenAI's default where a request gives none
     request_timeout_s: float = 600.0
+    body_timeout_s: float = 30.0  # a request body that arrives slower than this is refused (408): slow drip
     allow_private_urls: bool = False
     allow_local_dir: str | None = None
     max_image_bytes: int = MAX_BYTES
@@ -305,11 +306,16 @@ def create_app(load_engine, settings):
         if int(request.headers.get("content-length") or 0) > limit:
             return failure(413, f"the request body is larger than {settings.max_body_mb} MB", code="body_too_large")
         raw = bytearray()
-        async for block in request.stream():
-            raw += block
-            if len(raw) > limit:
-                return failure(413, f"the request body is larger than {settings.max_body_mb} MB",
-                               code="body_too_large")
+        try:
+            with anyio.fail_after(settings.body_timeout_s):
+                async for block in request.stream():
+                    raw += block
+                    if len(raw) > limit:
+                        return failure(413, f"the request body is larger than {settings.max_body_mb} MB",
+                                       code="body_too_large")
+        except TimeoutError:
+            return failure(408, f"the request body did not arrive within {settings.body_timeout_s:g} s",
+                           code="request_timeout")
         try:
             body = ChatCompletionRequest.model_validate(json.loads(raw))
         except (json.JSONDecodeError, UnicodeDecodeError):
