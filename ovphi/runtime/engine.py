@@ -163,6 +163,7 @@ class Engine(ABC):
         finally:
             self.stop_requested.set()
             worker.join()
+            self.stop_requested.clear()  # for what runs outside a turn (warm_up_vision, score): nothing to stop
 
     def stop(self):
         """Ask the running turn to end after the current token (its finish reason: cancelled)."""

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import PromptTooLong
 from ..model.constants_phi3_v import CROP
+from .cancellable import Cancelled
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefix_cache import PrefixCache, prefix_key
@@ -183,8 +184,14 @@ class KVTurnLoop:
         started = time.perf_counter()
         ids, image_inputs = self.prompt(conversation, generation.num_crops)
         digests = [part.digest for part in conversation.images]
-        logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
-                                                                 generation.num_crops)
+        try:
+            logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
+                                                                     generation.num_crops)
+        except Cancelled:  # stopped inside the vision encode or the prefill: the cache holds part of it
+            self.reset()
+            timings = from_token_times(load_seconds, 0.0, [], time.perf_counter() - started, prompt_tokens=len(ids),
+                                       processed_tokens=0)
+            return turn_result("", [], False, True, timings)
         logits = logits[-1:]
         sampler, text = Sampler(generation), IncrementalText(self.tokenizer)
         history = torch.tensor([[max(i, 0) for i in ids]])

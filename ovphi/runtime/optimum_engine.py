@@ -10,6 +10,7 @@ import torch
 from ..model import register_auto_classes
 from ..model.tokens import folder_stop_token_ids
 from ..resources import page_out_mapped_files
+from .cancellable import CancellableModel, CancellableRequest
 from .engine import Capabilities
 from .kv_loop import KVLoopEngine, KVTurnLoop
 
@@ -59,6 +60,7 @@ class OpenVINOModel:
         return torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=image_sizes))
 
     def forward(self, embeds, start, total):
+        self.language.request.cancellable = total - start > 1  # a prefill; a decode step ends by itself
         out = self.language.forward(
             input_ids=None, inputs_embeds=embeds, attention_mask=torch.ones(1, total, dtype=torch.long),
             position_ids=torch.arange(start, total)[None], past_key_values=((),) if start else None)
@@ -91,6 +93,10 @@ class OptimumEngine(KVLoopEngine):
         self.model, self.processor = load_optimum_model(self.model_dir, self.device,
                                                         self.options.openvino_properties(self.model_dir))
         self.model.language_model.compile()
+        self.model.language_model.request = CancellableRequest(self.model.language_model.request, self.stop_requested)
+        self.model.vision_embeddings.compile()
+        self.model.vision_embeddings.request = CancellableModel(self.model.vision_embeddings.request,
+                                                                self.stop_requested)
         # optimum keeps each IR's graph, which maps the .bin files; compiling with the cache hashed every weight
         # through that mapping. Paging those pages out keeps the weights from sitting in memory twice beside the
         # compiled blob (2.4 GB for the full INT4 model); what is still needed is read back on use.

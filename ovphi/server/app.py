@@ -102,8 +102,13 @@ class RequireKey:
 
 class StreamUntilDisconnect(StreamingResponse):
     """A streamed response that ends when the client goes away. Starlette leaves that to send() raising
-    (ASGI 2.4), but uvicorn's send() can wait instead: listen for the disconnect, then close the stream,
-    which stops the generation and frees the slot."""
+    (ASGI 2.4), but uvicorn's send() can wait instead: listen for the disconnect, call on_disconnect (the
+    engine's stop: the stream may be waiting on a vision encode or a prefill, which then ends at once), then
+    close the stream, which frees the slot."""
+
+    def __init__(self, content, on_disconnect, **options):
+        super().__init__(content, **options)
+        self.on_disconnect = on_disconnect
 
     async def __call__(self, scope, receive, send):
         try:
@@ -114,6 +119,7 @@ class StreamUntilDisconnect(StreamingResponse):
 
                 group.start_soon(stream)
                 await self.listen_for_disconnect(receive)
+                self.on_disconnect()
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -378,6 +384,7 @@ def create_app(load_engine, settings):
             finally:
                 await turn.aclose()  # stops the generation if the client left, and frees the slot
 
-        return StreamUntilDisconnect(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamUntilDisconnect(sse(), server.engine.stop, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
 
     return app
