@@ -76,6 +76,23 @@ def leave_now(code):
     os._exit(code)
 
 
+def caused_by_interrupt(error):
+    """Whether Ctrl-C or SIGTERM is behind an error a library raised instead (a signal during an import
+    comes back as "RuntimeError: Error calling __set_name__ ...", the KeyboardInterrupt as its cause)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def interrupted(command):
+    print(f"ovphi {command}: interrupted; nothing was left half-written", file=sys.stderr)
+    leave_now(130)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -96,12 +113,13 @@ def main(argv=None):
         args = module.setup_arg_parser().parse_args(argv[1:])
         return module.main(args) or 0
     except KeyboardInterrupt:
-        print(f"ovphi {argv[0]}: interrupted; nothing was left half-written", file=sys.stderr)
-        leave_now(130)
+        interrupted(argv[0])
     except BrokenPipeError:  # the reader went away (`ovphi ask ... | head -c 1`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as error:  # one line for the user; OVPHI_DEBUG=1 shows the traceback
+        if caused_by_interrupt(error):
+            interrupted(argv[0])
         if os.environ.get("OVPHI_DEBUG"):
             raise
         print(f"ovphi {argv[0]}: error: {one_line(error)}", file=sys.stderr)

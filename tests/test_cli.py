@@ -67,3 +67,31 @@ def test_a_forked_child_ends_quietly_on_sigterm():
     """
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert result.stdout.split("\n")[:2] == ["True", "parent interrupted"] and "Traceback" not in result.stderr
+
+
+def test_an_interrupt_a_library_turned_into_its_own_error_is_still_an_interrupt():
+    """A signal during an import, seen in CI: `RuntimeError: Error calling __set_name__ ...` from the
+    KeyboardInterrupt."""
+    from ovphi.cli import caused_by_interrupt
+
+    def raising(error):
+        try:
+            raise error
+        except BaseException as caught:
+            return caught
+
+    try:
+        class Named:
+            def __set_name__(self, owner, name):
+                raise KeyboardInterrupt
+
+        type("Holder", (), {"field": Named()})
+    except RuntimeError as error:
+        assert caused_by_interrupt(error)
+    else:
+        raise AssertionError("type() did not turn the KeyboardInterrupt into a RuntimeError")
+    assert not caused_by_interrupt(raising(RuntimeError("plain")))
+    looped = RuntimeError("a")
+    looped.__context__ = ValueError("b")
+    looped.__context__.__context__ = looped
+    assert not caused_by_interrupt(looped)
