@@ -71,9 +71,8 @@ def open_checked(url, check_address, timeout):
         addresses = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
     except (socket.gaierror, UnicodeError):
         raise OvphiError(f"cannot resolve image host {host}") from None
-    for address in addresses:
-        if check_address:
-            check_address(host, address)
+    for address in addresses if check_address else ():
+        check_address(host, address)
     tls = dict(server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
     pool = (urllib3.HTTPSConnectionPool if secure else urllib3.HTTPConnectionPool)(
         addresses[0], port, timeout=timeout, retries=False, **(tls if secure else {}))

@@ -1,5 +1,7 @@
 """An `ovphi serve` process on a free loopback port, for the tests that talk to a real server (the `openai`
 client, a browser): the fake engine (fake_engine.py) where only the protocol matters."""
+import base64
+import io
 import json
 import os
 import socket
@@ -20,6 +22,12 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def data_url(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 class Served:
@@ -53,6 +61,14 @@ class Served:
         headers = {"Content-Type": "application/json"} | (
             {"Authorization": f"Bearer {self.key}"} if self.key else {}) | options.pop("headers", {})
         return requests.post(f"{self.base}/v1/chat/completions", data=data, headers=headers, timeout=120, **options)
+
+    def raw_post(self, body, length=None):
+        """A socket that has sent a chat completion request as plainly as a client can (a Content-Length of
+        `length`, the body's by default), for a test to read, drip into or drop."""
+        connection = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body) if length is None else length, body))
+        return connection
 
     def stop(self):
         self.process.terminate()

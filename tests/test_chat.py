@@ -10,14 +10,19 @@ from conftest import default_sigint
 PROMPT = "you> "
 
 
+def spawn_chat(tmp_path, *args, env=None):
+    """`ovphi chat ARGS` in a pseudo-terminal in tmp_path, its state there too, at its first prompt."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"), **(env or {}))
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", *map(str, args)], env=env, encoding="utf-8",
+                          timeout=120, cwd=str(tmp_path), preexec_fn=default_sigint)
+    child.expect(PROMPT)
+    return child
+
+
 @pytest.fixture
 def chat(int4_ir, tmp_path, red_image):
     red_image.save(tmp_path / "red.png")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"))
-    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
-                                           "--max-new-tokens", "16"], env=env, encoding="utf-8", timeout=120,
-                          cwd=str(tmp_path), preexec_fn=default_sigint)
-    child.expect(PROMPT)
+    child = spawn_chat(tmp_path, int4_ir, "--image", tmp_path / "red.png", "--max-new-tokens", "16")
     yield child
     child.close(force=True)
 
@@ -50,11 +55,8 @@ def test_two_turns_image_reset_and_save(chat, tmp_path):
 
 def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(int4_ir, tmp_path, red_image):
     red_image.save(tmp_path / "red.png")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"))
-    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(int4_ir), "--image", str(tmp_path / "red.png"),
-                                           "--max-new-tokens", "100000", "--repetition-penalty", "1.0"],
-                          env=env, encoding="utf-8", timeout=120, cwd=str(tmp_path), preexec_fn=default_sigint)
-    child.expect(PROMPT)
+    child = spawn_chat(tmp_path, int4_ir, "--image", tmp_path / "red.png", "--max-new-tokens", "100000",
+                       "--repetition-penalty", "1.0")
     child.sendline("Describe the image at length.")
     child.expect("assistant> ")
     child.expect(r"\S")  # some of the answer has been written
@@ -101,12 +103,8 @@ def fake_chat(tiny_dir, tmp_path):
     from served import FAKE
 
     def start(*args):
-        env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_STATE_HOME=str(tmp_path / "state"), **FAKE)
-        child = pexpect.spawn(sys.executable, ["-m", "ovphi", "chat", str(tiny_dir), "--backend", "fake", *args],
-                              env=env, encoding="utf-8", timeout=60, cwd=str(tmp_path), preexec_fn=default_sigint)
-        child.expect(PROMPT)
-        started.append(child)
-        return child
+        started.append(spawn_chat(tmp_path, tiny_dir, "--backend", "fake", *args, env=FAKE))
+        return started[-1]
 
     started = []
     yield start

@@ -218,11 +218,19 @@ def test_the_page_works_by_keyboard_and_fits_a_narrow_window(hostile_server, ope
 def test_pictures_can_be_dropped_and_pasted(hostile_server, open_page):
     page = ready(open_page(hostile_server))
     page.evaluate("""() => {
-        const bytes = atob("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==");
+        const bytes = atob("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5E"
+                           + "rkJggg==");
         const png = new Blob([Uint8Array.from(bytes, (c) => c.charCodeAt(0))], {type: "image/png"});
-        const picture = () => { const data = new DataTransfer(); data.items.add(new File([png], "dot.png", {type: "image/png"})); return data; };
-        document.getElementById("messages").dispatchEvent(new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: picture()}));
-        document.getElementById("prompt").dispatchEvent(new ClipboardEvent("paste", {bubbles: true, cancelable: true, clipboardData: picture()}));
+        const picture = () => {
+            const data = new DataTransfer();
+            data.items.add(new File([png], "dot.png", {type: "image/png"}));
+            return data;
+        };
+        const event = {bubbles: true, cancelable: true};
+        document.getElementById("messages").dispatchEvent(
+            new DragEvent("drop", {...event, dataTransfer: picture()}));
+        document.getElementById("prompt").dispatchEvent(
+            new ClipboardEvent("paste", {...event, clipboardData: picture()}));
     }""")
     expect(page.locator("#attachments img")).to_have_count(2)
     page.get_by_role("button", name="Remove picture 1").click()

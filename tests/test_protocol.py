@@ -157,14 +157,11 @@ def test_every_redirect_of_an_image_url_is_checked_before_it_is_followed():
 
 
 def test_a_body_that_drips_in_is_refused_in_time(tiny_dir):
-    import socket
     import time
 
     served = Served(tiny_dir, "--backend", "fake", "--body-timeout", "1", env=FAKE)
     try:
-        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as client:
-            client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: 1000\r\n\r\n{")
+        with served.raw_post(b"{", length=1000) as client:
             started = time.monotonic()
             for _ in range(3):
                 time.sleep(0.5)

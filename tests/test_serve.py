@@ -2,9 +2,7 @@
 concurrent clients, a client that goes away, and the security defaults. Bounded in count and time."""
 import base64
 import concurrent.futures
-import io
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +10,9 @@ import time
 import pytest
 import requests
 from exact import EXACT, EXACT_FLAGS
-from served import FAKE, Served
+from served import FAKE, Served, data_url
 
 from ovphi.runtime import ChatSession, load
-
-def data_url(image):
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
 
 def user(text, *images):
     return {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}} for url in images]
@@ -146,9 +138,7 @@ def test_a_full_queue_answers_429_and_a_client_that_leaves_frees_the_slot(tiny_d
     body = {"model": "tiny", "messages": [user("Tell me.")], "max_tokens": 200, "stream": True}
     try:
         payload = json.dumps(body).encode()
-        running = socket.create_connection(("127.0.0.1", server.port))  # a client as plain as it gets
-        running.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        running = server.raw_post(payload)
         assert running.recv(100).startswith(b"HTTP/1.1 200")  # the first answer is being written
         waiting = concurrent.futures.ThreadPoolExecutor(1).submit(server.post, body | {"stream": False})
         time.sleep(0.5)

@@ -74,27 +74,18 @@ def test_ctrl_c_and_sigterm_end_ask_within_a_second_of_a_vision_encode(int4_ir, 
 
 
 def test_a_client_that_leaves_during_a_vision_encode_frees_the_server_at_once(int4_ir, pictures):
-    import base64
-    import io
     import json
-    import socket
 
     import requests
-    from served import Served
+    from served import Served, data_url
 
-    urls = []
-    for picture in pictures:
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+    urls = [data_url(picture) for picture in pictures]
     body = json.dumps({"model": "int4", "stream": True, "ovphi_status": True, "max_tokens": 8, "messages": [
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}} for url in urls]
          + [{"type": "text", "text": "Describe them."}]}]}).encode()
     server = Served(int4_ir)  # 4 crops a picture: 40 crops, about 10 s to encode
     try:
-        leaving = socket.create_connection(("127.0.0.1", server.port))
-        leaving.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        leaving = server.raw_post(body)
         seen = b""
         while b"encoding 8 images" not in seen:
             seen += leaving.recv(4096)

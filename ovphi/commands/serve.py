@@ -55,7 +55,8 @@ def is_loopback(host):
 
 
 def made_at(model_dir):
-    """When the folder's model was made: its manifest's time (the folder's own changes with its compiled-model cache)."""
+    """When the folder's model was made: its manifest's time (the folder's own time changes with its compiled-model
+    cache)."""
     manifest = model_dir / "ovphi_manifest.json"
     return (manifest if manifest.exists() else model_dir).stat().st_mtime
 

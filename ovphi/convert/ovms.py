@@ -63,6 +63,7 @@ DEVICE = re.compile(r"(CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|HETERO|MULTI):[A-Z0-9.,]+)
 
 
 def signed(graph):
+    """The graph with its first line saying ovphi wrote it, and the hash of what it wrote."""
     return SIGNED.format(hashlib.sha256(graph.encode()).hexdigest()) + graph
 
 
@@ -70,8 +71,8 @@ def check_replaceable_graph(path, force):
     """Refuse to replace a graph.pbtxt that someone edited (or that ovphi did not write) unless force."""
     if force or not path.exists():
         return
-    first, _, rest = path.read_text(errors="replace").partition("\n")
-    if first + "\n" != SIGNED.format(hashlib.sha256(rest.encode()).hexdigest()):
+    text = path.read_text(errors="replace")
+    if text != signed(text.partition("\n")[2]):
         raise OvphiError(f"{path} was edited or not written by ovphi: pass --force to replace it")
 
 

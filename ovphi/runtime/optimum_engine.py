@@ -43,20 +43,27 @@ def first_positions(state, length):
 
 
 class OpenVINOModel:
-    """The four IRs behind the KV loop's four calls (kv_loop.py)."""
+    """The four IRs behind the KV loop's four calls (kv_loop.py). The language model's prefill and the vision
+    encoder give way to `stop` (cancellable.py)."""
 
     # the stateful SDPA of OpenVINO's CPU plugin, given more than one new token and a cache that holds some,
     # takes a slow kernel: measured 45 us per new token per attended position (docs/benchmarks.md)
     cached_prefill_cost = 45e-6
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, stop):
+        self.model, self.stop = model, stop
         self.language = model.language_model
+        self.language.compile()
+        self.language.request = CancellableRequest(self.language.request, stop)
 
     def text_embeds(self, ids):
         return torch.from_numpy(self.model.get_text_embeddings(ids))
 
     def image_features(self, pixel_values, image_sizes):
+        vision = self.model.vision_embeddings
+        if not isinstance(vision.request, CancellableModel):  # compiled on first use, as optimum does
+            vision.compile()
+            vision.request = CancellableModel(vision.request, self.stop)
         return torch.from_numpy(self.model.get_vision_embeddings(pixel_values, image_sizes=image_sizes))
 
     def forward(self, embeds, start, total):
@@ -92,16 +99,12 @@ class OptimumEngine(KVLoopEngine):
     def load_model(self):
         self.model, self.processor = load_optimum_model(self.model_dir, self.device,
                                                         self.options.openvino_properties(self.model_dir))
-        self.model.language_model.compile()
-        self.model.language_model.request = CancellableRequest(self.model.language_model.request, self.stop_requested)
-        self.model.vision_embeddings.compile()
-        self.model.vision_embeddings.request = CancellableModel(self.model.vision_embeddings.request,
-                                                                self.stop_requested)
+        openvino_model = OpenVINOModel(self.model, self.stop_requested)
         # optimum keeps each IR's graph, which maps the .bin files; compiling with the cache hashed every weight
         # through that mapping. Paging those pages out keeps the weights from sitting in memory twice beside the
         # compiled blob (2.4 GB for the full INT4 model); what is still needed is read back on use.
         page_out_mapped_files(self.model_dir.resolve().glob("*.bin"))
-        self.loop = KVTurnLoop(OpenVINOModel(self.model), self.processor, folder_stop_token_ids(self.model_dir),
+        self.loop = KVTurnLoop(openvino_model, self.processor, folder_stop_token_ids(self.model_dir),
                                self.config, self.options.prefix_cache_mb << 20)
 
     def warm_up_vision(self):

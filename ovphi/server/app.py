@@ -78,11 +78,11 @@ PAGE = Path(__file__).parent / "page"
 # whatever an answer holds
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; script-src 'self'; "
                "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-OPEN_PATHS = ("/health", "/", "/page/")  # no key needed: the page's static files hold nothing of the model
 
 
 def is_open(path):
-    return path in OPEN_PATHS[:2] or path.startswith(OPEN_PATHS[2])
+    """Whether a path needs no key: /health, and the page's static files, which hold nothing of the model."""
+    return path in ("/health", "/") or path.startswith("/page/")
 
 
 class RequireKey:
@@ -168,8 +168,8 @@ class Server:
         return conversation, events, first
 
     async def turn(self, request, conversation, events, first, stops):
-        """Async iterator over (text to send, Status, TurnResult or None); stops the engine when the client goes
-        away (checked after every token: uvicorn does not cancel a streamed response), the deadline passes
+        """Async iterator over (text to send, the Status or TurnResult that came, or None); stops the engine when
+        the client goes away (checked after every token: uvicorn does not cancel a streamed response), the deadline passes
         or a stop string appears; releases the slot at the end."""
         deadline = time.monotonic() + self.settings.request_timeout_s
         event, result, finished = first, None, False
@@ -182,7 +182,7 @@ class Server:
                     return
                 if isinstance(event, Status):
                     yield "", event
-                if isinstance(event, Chunk):
+                elif isinstance(event, Chunk):
                     text = stops.add(event.text)
                     if stops.hit or time.monotonic() > deadline:
                         self.engine.stop()
@@ -261,6 +261,10 @@ def create_app(load_engine, settings):
         server.metrics.request(status)
         return JSONResponse(error_body(message, kind, param, code), status_code=status, headers=headers)
 
+    def unknown_model(name):
+        return failure(404, f"the model {name!r} does not exist here; this server has {settings.model_name!r}",
+                       code="model_not_found", param="model")
+
     @app.exception_handler(HTTPException)
     async def http_error(request, error):
         return failure(error.status_code, str(error.detail), code="not_found" if error.status_code == 404 else None)
@@ -301,10 +305,7 @@ def create_app(load_engine, settings):
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str):
-        if model_id != settings.model_name:
-            return failure(404, f"the model {model_id!r} does not exist here; this server has"
-                                f" {settings.model_name!r}", code="model_not_found", param="model")
-        return model_card
+        return model_card if model_id == settings.model_name else unknown_model(model_id)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -332,8 +333,7 @@ def create_app(load_engine, settings):
             where, message = validation_problem(error)
             return failure(400, f"{where}: {message}" if where else message, param=where, code="invalid_request")
         if body.model != settings.model_name:
-            return failure(404, f"the model {body.model!r} does not exist here; this server has"
-                                f" {settings.model_name!r}", code="model_not_found", param="model")
+            return unknown_model(body.model)
         if server.engine is None:
             return failure(503, "the model is still loading", "server_error", code="loading",
                            headers={"Retry-After": "5"})
@@ -356,7 +356,7 @@ def create_app(load_engine, settings):
                 "system_fingerprint": settings.fingerprint}
         server.metrics.request(200)
         if not body.stream:
-            async for _, result in turn:
+            async for _, result in turn:  # the last event is the TurnResult
                 pass
             message = {"role": "assistant", "content": stops.text}  # the text the same answer streamed
             return head | {"object": "chat.completion", "usage": usage(result), "timings": timings(result), "choices": [{
@@ -369,17 +369,17 @@ def create_app(load_engine, settings):
         async def sse():
             try:
                 yield chunk({"role": "assistant", "content": ""})
-                async for text, result in turn:
+                async for text, event in turn:
                     if text:
                         yield chunk({"content": text})
-                    if isinstance(result, Status):
+                    if isinstance(event, Status):
                         if body.ovphi_status:  # the page's extension: a named event OpenAI clients never get
-                            yield "event: status\ndata: " + json.dumps(status_body(result)) + "\n\n"
-                    elif result is not None:
-                        yield chunk({}, finish_reason(result, stops), {"timings": timings(result)})
+                            yield "event: status\ndata: " + json.dumps(status_body(event)) + "\n\n"
+                    elif event is not None:
+                        yield chunk({}, finish_reason(event, stops), {"timings": timings(event)})
                         if body.stream_options and body.stream_options.include_usage:
                             yield "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [],
-                                                                "usage": usage(result)}) + "\n\n"
+                                                                "usage": usage(event)}) + "\n\n"
                 yield "data: [DONE]\n\n"
             finally:
                 await turn.aclose()  # stops the generation if the client left, and frees the slot

@@ -147,6 +147,14 @@ function render() {
   $("messages").lastElementChild?.scrollIntoView({ block: "end" });
 }
 
+// the answer being streamed, redrawn alone: the earlier messages and their pictures stay as they are
+function renderAnswer(answer) {
+  if (chat.messages[chat.messages.length - 1] !== answer) return; // New chat cleared it meanwhile
+  const item = messageItem(answer, chat.messages.length - 1);
+  $("messages").lastElementChild.replaceWith(item);
+  item.scrollIntoView({ block: "end" });
+}
+
 function renderAttachments() {
   $("attachments").replaceChildren(...chat.pending.map((url, number) => {
     const item = document.createElement("li");
@@ -225,7 +233,7 @@ async function send() {
   render();
   running = new AbortController();
   setBusy(true);
-  const ticker = setInterval(() => { if (answer.status) render(); }, 1000);
+  const ticker = setInterval(() => { if (answer.status) renderAnswer(answer); }, 1000);
   try {
     const body = { model: modelId, messages: requestMessages(), stream: true, ovphi_status: true,
                    stream_options: { include_usage: true }, ...readSettings() };
@@ -244,7 +252,7 @@ async function send() {
         } else {
           applyChunk(answer, payload);
         }
-        render();
+        renderAnswer(answer);
       }
     }
   } catch (error) {
@@ -255,7 +263,7 @@ async function send() {
     running = null;
     answer.status = null;
     setBusy(false);
-    render();
+    renderAnswer(answer);
     await saveConversation();
     $("prompt").focus();
   }
