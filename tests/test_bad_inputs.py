@@ -63,6 +63,7 @@ CASES = [  # (arguments, exit code, phrase of the message, files that must survi
     (["convert", "{broken}", "{tmp}/out"], 1, "config.json is not JSON (Expecting", ["broken/config.json"]),
     (["ask", "{ir}", *["--image", "{image}"] * 9], 1, "9 images; one question takes at most 8", []),
     (["serve", "{ir}", "--port", "99999"], 1, "--port must be 1 to 65535", []),
+    (["serve", "{ir}", "--header-timeout", "0"], 1, "--header-timeout must be more than 0 seconds", []),
     (["export-ovms", "{ir}", "--cache-size", "-5", "--max-num-seqs", "0", "--device", "FOO"], 1,
      "--device FOO is not an OpenVINO device", []),
 ]

@@ -156,22 +156,48 @@ def test_every_redirect_of_an_image_url_is_checked_before_it_is_followed():
         listener.shutdown()
 
 
-def test_a_body_that_drips_in_is_refused_in_time(tiny_dir):
+@pytest.fixture(scope="module")
+def impatient(tiny_dir):
+    """A server that gives a request's headers and its body one second each."""
+    served = Served(tiny_dir, "--backend", "fake", "--body-timeout", "1", "--header-timeout", "1", env=FAKE)
+    yield served
+    served.stop()
+
+
+def test_a_body_that_drips_in_is_refused_in_time(impatient):
     import time
 
-    served = Served(tiny_dir, "--backend", "fake", "--body-timeout", "1", env=FAKE)
-    try:
-        with served.raw_post(b"{", length=1000) as client:
-            started = time.monotonic()
-            for _ in range(3):
-                time.sleep(0.5)
-                try:
-                    client.sendall(b" ")
-                except OSError:
-                    break
-            answer = client.recv(1000)
-        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
-        assert time.monotonic() - started < 3
-        assert served.client().chat.completions.create(model="tiny", messages=HI).choices[0].message.content
-    finally:
-        served.stop()
+    with impatient.raw_post(b"{", length=1000) as client:
+        started = time.monotonic()
+        for _ in range(3):
+            time.sleep(0.5)
+            try:
+                client.sendall(b" ")
+            except OSError:
+                break
+        answer = client.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+    assert time.monotonic() - started < 3
+    assert impatient.client().chat.completions.create(model="tiny", messages=HI).choices[0].message.content
+
+
+def test_connections_that_never_finish_their_headers_are_closed_in_time(impatient):
+    import socket
+    import time
+
+    started = time.monotonic()
+    half_open = [socket.create_connection(("127.0.0.1", impatient.port), timeout=10) for _ in range(50)]
+    for connection in half_open:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    kept_alive = socket.create_connection(("127.0.0.1", impatient.port), timeout=10)
+    kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b"}"):
+        answer += kept_alive.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"status":"ready"' in answer
+    kept_alive.sendall(b"GET /health HTTP/1.1\r\n")  # the next request on it stalls too
+    for connection in [*half_open, kept_alive]:
+        with connection:
+            assert connection.recv(1000) == b""  # closed by the server, without an answer
+    assert time.monotonic() - started < 5
+    assert impatient.client().chat.completions.create(model="tiny", messages=HI).choices[0].message.content

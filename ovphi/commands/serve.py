@@ -32,6 +32,8 @@ def setup_arg_parser():
     parser.add_argument("--max-tokens", type=int, default=1024, help="an answer's default and largest length")
     parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds a generation may take")
     parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request body may take to arrive")
+    parser.add_argument("--header-timeout", type=float, default=10.0,
+                        help="seconds a connection may take to send a request's headers")
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="fetch image URLs on loopback and private networks (refused by default: SSRF)")
     parser.add_argument("--allow-local-dir", help="serve local image paths beneath this folder")
@@ -65,6 +67,7 @@ def main(args):
     import uvicorn
 
     from ..server import ServerSettings, create_app
+    from ..server.connections import with_header_deadline
 
     if not is_loopback(args.host) and not args.api_key and not args.insecure_no_auth:
         raise OvphiError(f"binding {args.host} opens the model to the network: pass --api-key KEY"
@@ -74,6 +77,9 @@ def main(args):
     for name in ("max_queue", "max_images", "max_body_mb", "max_tokens"):
         if getattr(args, name) < 1:
             raise OvphiError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("request_timeout", "body_timeout", "header_timeout"):
+        if not getattr(args, name) > 0:
+            raise OvphiError(f"--{name.replace('_', '-')} must be more than 0 seconds")
     if args.allow_local_dir and not Path(args.allow_local_dir).is_dir():
         raise OvphiError(f"--allow-local-dir {args.allow_local_dir} is not a folder")
     options = runtime_options(args)
@@ -89,4 +95,5 @@ def main(args):
     app = create_app(lambda: load(args.model_dir, args.backend, options), settings)
     print(f"ovphi serve: {settings.model_name} on http://{args.host}:{args.port}/v1 (loading, then warming up);"
           f" chat page at http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                http=with_header_deadline(args.header_timeout))
