@@ -158,8 +158,9 @@ def test_every_redirect_of_an_image_url_is_checked_before_it_is_followed():
 
 @pytest.fixture(scope="module")
 def impatient(tiny_dir):
-    """A server that gives a request's headers and its body one second each."""
-    served = Served(tiny_dir, "--backend", "fake", "--body-timeout", "1", "--header-timeout", "1", env=FAKE)
+    """A server that gives a request's headers and its body one second each, and answers in 1.5 s."""
+    served = Served(tiny_dir, "--backend", "fake", "--body-timeout", "1", "--header-timeout", "1",
+                    env=FAKE | {"OVPHI_FAKE_PREFILL": "1.5"})
     yield served
     served.stop()
 
@@ -201,3 +202,17 @@ def test_connections_that_never_finish_their_headers_are_closed_in_time(impatien
             assert connection.recv(1000) == b""  # closed by the server, without an answer
     assert time.monotonic() - started < 5
     assert impatient.client().chat.completions.create(model="tiny", messages=HI).choices[0].message.content
+
+
+def test_a_pipelined_request_is_answered_though_its_answer_takes_longer_than_the_header_deadline(impatient):
+    import socket
+
+    body = json.dumps({"model": "tiny", "messages": HI}).encode()
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=30) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        answers = b""
+        while part := connection.recv(65536):
+            answers += part
+    assert answers.count(b"HTTP/1.1 200") == 2 and b'"chat.completion"' in answers

@@ -169,8 +169,8 @@ class Server:
 
     async def turn(self, request, conversation, events, first, stops):
         """Async iterator over (text to send, the Status or TurnResult that came, or None); stops the engine when
-        the client goes away (checked after every token: uvicorn does not cancel a streamed response), the deadline passes
-        or a stop string appears; releases the slot at the end."""
+        the client goes away (checked after every token: uvicorn does not cancel a streamed response), the
+        deadline passes or a stop string appears; releases the slot at the end."""
         deadline = time.monotonic() + self.settings.request_timeout_s
         event, result, finished = first, None, False
         try:

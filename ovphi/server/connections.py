@@ -10,23 +10,17 @@ def with_header_deadline(seconds):
     class HeaderDeadline(H11Protocol):
         deadline = None
 
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self.arm()
-
-        def arm(self):
-            self.disarm()
-            self.deadline = self.loop.call_later(seconds, self.headers_too_late)
+        def arm(self):  # closed as uvicorn closes an idle kept-alive connection
+            self.deadline = self.loop.call_later(seconds, self.timeout_keep_alive_handler)
 
         def disarm(self):
             if self.deadline is not None:
                 self.deadline.cancel()
                 self.deadline = None
 
-        def headers_too_late(self):
-            self.deadline = None
-            if not self.transport.is_closing():
-                self.transport.close()
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.arm()
 
         def handle_events(self):
             cycle = self.cycle
@@ -35,9 +29,8 @@ def with_header_deadline(seconds):
                 self.disarm()
 
         def on_response_complete(self):
+            self.arm()  # first: uvicorn's goes on to a pipelined request at once, whose headers disarm it
             super().on_response_complete()
-            if not self.transport.is_closing():
-                self.arm()
 
         def connection_lost(self, exc):
             self.disarm()
