@@ -53,6 +53,16 @@ def test_two_turns_image_reset_and_save(chat, tmp_path):
     chat.expect(pexpect.EOF)
 
 
+def test_schema_makes_the_next_answers_json_until_it_is_turned_off(chat, tmp_path):
+    (tmp_path / "yes.json").write_text('{"type": "object", "properties": {"yes": {"type": "boolean"}},'
+                                       ' "required": ["yes"], "additionalProperties": false}')
+    assert "follow the JSON schema" in ask(chat, "/schema yes.json")
+    answer = ask(chat, "Is it red?")
+    assert json.loads(answer.split("assistant> ")[1].splitlines()[0])["yes"] in (True, False)
+    assert "error: " in ask(chat, "/schema missing.json")
+    assert "free text" in ask(chat, "/schema off")
+
+
 def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(int4_ir, tmp_path, red_image):
     red_image.save(tmp_path / "red.png")
     child = spawn_chat(tmp_path, int4_ir, "--image", tmp_path / "red.png", "--max-new-tokens", "100000",

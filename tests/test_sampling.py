@@ -8,8 +8,8 @@ LOGITS = torch.tensor([[1.0, 3.0, 2.9, 0.5, -1.0]])
 HISTORY = torch.tensor([[1]])  # token 1 was said before
 
 
-def draws(generation, count=200):
-    sampler = Sampler(generation)
+def draws(generation, count=200, vocabulary=5):
+    sampler = Sampler(generation, vocabulary)
     return [sampler.next_token(HISTORY, LOGITS.clone()) for _ in range(count)]
 
 
@@ -34,3 +34,8 @@ def test_low_temperature_top_k_and_top_p_narrow_the_choice():
     assert set(draws(GenerationConfig(temperature=1.0, top_k=1, seed=1))) == {1}
     assert set(draws(GenerationConfig(temperature=1.0, top_p=0.3, seed=1))) == {1}
     assert set(draws(GenerationConfig(temperature=5.0, seed=1))) == {0, 1, 2, 3, 4}
+
+
+def test_ids_past_the_tokenizers_vocabulary_are_never_chosen():
+    assert set(draws(GenerationConfig(), 5, vocabulary=1)) == {0}  # the model has more logits than tokens
+    assert set(draws(GenerationConfig(temperature=2.0, seed=1), vocabulary=3)) <= {0, 1, 2}

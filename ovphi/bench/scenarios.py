@@ -6,6 +6,10 @@ from ..model.image_processing_phi3_v import crop_grid
 from ..runtime import ChatSession, GenerationConfig
 
 DESCRIBE = "Describe the image in detail."
+# an answer constrained to JSON (the json_schema scenario): its TPOT against image_nc4's is the constraint's cost
+DESCRIPTION_SCHEMA = ('{"type": "object", "required": ["objects", "summary"], "additionalProperties": false,'
+                      ' "properties": {"objects": {"type": "array", "items": {"type": "string"}},'
+                      ' "summary": {"type": "string"}}}')
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,7 @@ class Scenario:
     natural_length: bool = False  # answers end at a stop token (max_new_tokens caps them): real re-tokenization
     repeat: bool = False  # measured: a new conversation (after a reset) about the same image and question
     fresh_process: bool = False  # measured: a new `ovphi ask` process, from its start to the first token
+    json_schema: str | None = None  # answers constrained to this schema (engines with capabilities.constrained)
 
 
 SCENARIOS = {
@@ -29,6 +34,7 @@ SCENARIOS = {
                             eager=False, natural_length=True),
     "repeat_image": Scenario(images=1, turns=(DESCRIBE,), eager=False, repeat=True),
     "ask_cold": Scenario(images=1, turns=(DESCRIBE,), eager=False, fresh_process=True),
+    "json_schema": Scenario(images=1, turns=(DESCRIBE,), eager=False, json_schema=DESCRIPTION_SCHEMA),
 }
 
 
@@ -36,7 +42,8 @@ def runs_on(scenario, engine):
     """Whether the engine can run the scenario, and should (eager engines run the short ones only)."""
     capabilities = engine.capabilities
     return ((scenario.num_crops is None or capabilities.num_crops_per_call)
-            and (scenario.eager or not capabilities.eager))
+            and (scenario.eager or not capabilities.eager)
+            and (scenario.json_schema is None or capabilities.constrained))
 
 
 def crops_of(images, num_crops):
@@ -46,7 +53,7 @@ def crops_of(images, num_crops):
 def run_scenario(engine, scenario, pictures, max_new_tokens):
     """(TurnTimings of every turn, CLIP crops the measured turn encoded) of one in-process run on `pictures`."""
     generation = GenerationConfig(max_new_tokens=max_new_tokens, ignore_eos=not scenario.natural_length,
-                                  num_crops=scenario.num_crops)
+                                  num_crops=scenario.num_crops, json_schema=scenario.json_schema)
     chat = ChatSession(engine, generation)
     shown = list(pictures[:scenario.images])
     for conversation in range(1 + scenario.repeat):

@@ -1,6 +1,6 @@
 """`ovphi chat MODEL_DIR [--image IMG]`: an interactive, streaming chat about images.
 
-Commands: /image PATH_OR_URL (attach to the next question), /reset, /save FILE, /help, /quit.
+Commands: /image PATH_OR_URL (attach to the next question), /reset, /save FILE, /schema FILE|off, /help, /quit.
 A line of three double quotes starts and ends a question of several lines. Ctrl-C stops the answer being
 written (the history keeps what was said); Ctrl-C twice at an empty prompt, Ctrl-D or /quit leaves.
 An error never ends the chat: it is one line, and the conversation goes on.
@@ -11,18 +11,27 @@ import os
 import select
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import OvphiError
 from ..files import write_atomically
 from ..images import MAX_IMAGES, read_image
 from ..runtime import ChatSession, Chunk, load
-from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
+from .options import (
+    HelpFormatter,
+    add_generation_options,
+    add_model_options,
+    generation_config,
+    json_schema_text,
+    runtime_options,
+)
 from .status import StatusLine
 
 HELP = ("/image PATH_OR_URL  attach an image to the next question\n"
         "/reset              start a new conversation\n"
         "/save FILE          write the conversation as JSON\n"
+        "/schema FILE        answer in JSON valid against the schema in FILE (/schema off: free text)\n"
         '"""                 start (and end) a question of several lines\n'
         "/help               this list\n"
         "/quit               leave (or Ctrl-D); Ctrl-C stops an answer")
@@ -66,6 +75,13 @@ def run_command(chat, line):
         except OSError as error:
             raise OvphiError(f"/save {argument}: {error.strerror or error}") from None
         print(f"(conversation saved to {argument})")
+    elif command == "/schema":
+        if not argument:
+            raise OvphiError("/schema needs a file name, or off")
+        generation = replace(chat.generation, json_schema=None if argument == "off" else json_schema_text(argument))
+        chat.engine.check_generation(generation)
+        chat.generation = generation
+        print("(answers are free text)" if argument == "off" else f"(answers follow the JSON schema in {argument})")
     else:
         raise OvphiError(f"unknown command {command}; /help lists them")
     return True

@@ -1,7 +1,9 @@
 """Option groups that several commands share, defined once: the model and where it runs, and generation;
 and the help format of every command."""
 import argparse
+import json
 
+from ..files import read_json
 from ..runtime import registry
 from ..runtime.config import (
     KV_CACHE_PRECISIONS,
@@ -62,9 +64,15 @@ def add_generation_options(parser, max_new_tokens=GenerationConfig.max_new_token
     parser.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty, help="1: off")
     parser.add_argument("--seed", type=int, help="of sampling (default: from the clock)")
     parser.add_argument("--num-crops", type=int, help="HD crops per image, 1 to 16 (default: the folder's, 4)")
+    parser.add_argument("--json-schema", metavar="FILE", help="constrain answers to the JSON schema in this file")
 
 
 def generation_config(args):
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
-                            num_crops=args.num_crops)
+                            num_crops=args.num_crops, json_schema=json_schema_text(args.json_schema))
+
+
+def json_schema_text(path):
+    """The JSON schema in a file, as text (None without a file)."""
+    return None if path is None else json.dumps(read_json(path, "a JSON schema"))

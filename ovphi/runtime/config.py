@@ -21,7 +21,8 @@ SEEDS = 1 << 64  # a seed is an unsigned 64-bit number (torch and openvino.genai
 class GenerationConfig:
     """One turn's settings. temperature 0 (or below 1e-5) is greedy decoding; above it samples with top_p / top_k.
     num_crops: HD crops per image (None: the model folder's, 4 for Phi-3.5-vision). ignore_eos makes
-    answers of exactly max_new_tokens (benchmarks)."""
+    answers of exactly max_new_tokens (benchmarks). json_schema: a JSON schema (as text) the answer is
+    constrained to while it is generated, in engines with capabilities.constrained."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -31,6 +32,7 @@ class GenerationConfig:
     seed: int | None = None
     num_crops: int | None = None
     ignore_eos: bool = False
+    json_schema: str | None = None
 
     def __post_init__(self):
         for name in ("temperature", "top_p", "repetition_penalty"):
@@ -50,6 +52,10 @@ class GenerationConfig:
             raise OvphiError(f"repetition_penalty must be above 0 (1 is off), not {self.repetition_penalty}")
         if self.num_crops is not None and not 1 <= self.num_crops <= MAX_NUM_CROPS:
             raise OvphiError(f"num_crops must be 1 to {MAX_NUM_CROPS}, not {self.num_crops}")
+        if self.json_schema is not None:
+            from .constraint import grammar_of
+
+            grammar_of(self.json_schema)
 
     @property
     def greedy(self):

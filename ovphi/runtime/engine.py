@@ -41,6 +41,7 @@ class Capabilities:
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     prefix_cache: bool = False  # KV snapshots after images serve new conversations (RuntimeOptions.prefix_cache_mb)
+    constrained: bool = False  # GenerationConfig.json_schema: answers constrained to a JSON schema
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Engine(ABC):
         closing the iterator early stops it after the current token. An error in the turn resets the
         engine and is raised here."""
         generation = generation or GenerationConfig()
+        self.check_generation(generation)
         self.stop_requested.clear()
         events = queue.Queue()
         done = object()
@@ -164,6 +166,12 @@ class Engine(ABC):
             self.stop_requested.set()
             worker.join()
             self.stop_requested.clear()  # for what runs outside a turn (warm_up_vision, score): nothing to stop
+
+    def check_generation(self, generation):
+        """An OvphiError if the turn asks for what this engine cannot do."""
+        if generation.json_schema is not None and not self.capabilities.constrained:
+            raise OvphiError(f"the {self.name} engine cannot constrain an answer to a JSON schema: use the optimum"
+                             " engine (--backend optimum)")
 
     def stop(self):
         """Ask the running turn to end after the current token (its finish reason: cancelled)."""

@@ -24,6 +24,7 @@ import torch
 from ..errors import PromptTooLong
 from ..model.constants_phi3_v import CROP
 from .cancellable import Cancelled
+from .constraint import JsonConstraint
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefix_cache import PrefixCache, prefix_key
@@ -183,6 +184,8 @@ class KVTurnLoop:
         """One turn (see Engine.generate)."""
         started = time.perf_counter()
         ids, image_inputs = self.prompt(conversation, generation.num_crops)
+        constraint = generation.json_schema and JsonConstraint(generation.json_schema, self.tokenizer,
+                                                               self.config["vocab_size"], self.stop_ids)
         digests = [part.digest for part in conversation.images]
         try:
             logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
@@ -193,7 +196,8 @@ class KVTurnLoop:
                                        processed_tokens=0)
             return turn_result("", [], False, True, timings)
         logits = logits[-1:]
-        sampler, text = Sampler(generation), IncrementalText(self.tokenizer)
+        sampler = Sampler(generation, len(self.tokenizer), constraint or None)
+        text = IncrementalText(self.tokenizer)
         history = torch.tensor([[max(i, 0) for i in ids]])
         answer, token_times = [], []
         while len(answer) < generation.max_new_tokens and not stop_requested.is_set():

@@ -1,5 +1,7 @@
 """Choosing the next token from logits: greedy (temperature 0) or sampled with temperature, top-k and
-top-p, after an optional repetition penalty; the same rules as openvino.genai's GenerationConfig."""
+top-p, after an optional repetition penalty; the same rules as openvino.genai's GenerationConfig. Ids past
+the tokenizer's vocabulary (the model has more logits than tokens) are never chosen, and a JsonConstraint
+leaves only the tokens its schema allows."""
 import time
 
 import torch
@@ -13,9 +15,11 @@ from transformers.generation.logits_process import (
 
 
 class Sampler:
-    """next_token(history, logits) for a GenerationConfig. history: (1, n) ids so far (images as 0)."""
+    """next_token(history, logits) for a GenerationConfig. history: (1, n) ids so far (images as 0);
+    vocabulary: how many ids have a token."""
 
-    def __init__(self, generation):
+    def __init__(self, generation, vocabulary, constraint=None):
+        self.vocabulary, self.constraint = vocabulary, constraint
         self.processors = LogitsProcessorList()
         if generation.repetition_penalty != 1.0:
             self.processors.append(RepetitionPenaltyLogitsProcessor(generation.repetition_penalty))
@@ -33,7 +37,15 @@ class Sampler:
 
     def next_token(self, history, logits):
         """The next token id after `history`, whose last position's logits are (1, vocabulary)."""
+        logits = logits.clone()
+        logits[..., self.vocabulary:] = float("-inf")
+        if self.constraint:
+            self.constraint.mask(logits)
         scores = self.processors(history, logits)
         if self.generator is None:
-            return int(scores.argmax(-1))
-        return int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))
+            token = int(scores.argmax(-1))
+        else:
+            token = int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))
+        if self.constraint:
+            self.constraint.advance(token)
+        return token

@@ -150,6 +150,10 @@ class Server:
         settings = self.settings
         conversation = await anyio.to_thread.run_sync(conversation_of, body, settings)
         generation = generation_of(body, settings)
+        try:
+            self.engine.check_generation(generation)
+        except OvphiError as error:
+            raise RequestError(str(error), param="response_format") from None
         if self.metrics.queue_depth >= settings.max_queue:
             raise RequestError("the server is busy: too many requests are waiting", status=429,
                                code="rate_limit_exceeded")

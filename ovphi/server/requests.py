@@ -4,6 +4,7 @@ earlier answers matched against what the model generated, so their token ids (an
 import base64
 import binascii
 import ipaddress
+import json
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -11,6 +12,7 @@ from ..errors import OvphiError
 from ..images import decode, fetch, read_local
 from ..runtime import Conversation, GenerationConfig, ImagePart
 from ..runtime.config import SEEDS
+from ..runtime.constraint import grammar_of
 
 
 class RequestError(OvphiError):
@@ -121,14 +123,38 @@ def generation_of(request, settings):
     if isinstance(request.stop, list) and len(request.stop) > 4:
         raise RequestError("stop takes at most 4 sequences", param="stop")
     max_tokens = request.max_completion_tokens or request.max_tokens or settings.max_tokens
+    json_schema = json_schema_of(request.response_format)
     try:
         return GenerationConfig(max_new_tokens=min(max_tokens, settings.max_tokens),
                                 temperature=settings.temperature if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p,
                                 seed=None if request.seed is None else request.seed % SEEDS,
-                                ignore_eos=request.ignore_eos)
+                                ignore_eos=request.ignore_eos, json_schema=json_schema)
     except OvphiError as error:
         raise RequestError(str(error)) from None
+
+
+def json_schema_of(response_format):
+    """The JSON schema (as text) a response_format constrains the answer to: None for text, any object for
+    json_object, the given schema for json_schema (constrained whether or not `strict` is set)."""
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return '{"type": "object"}'
+    if kind != "json_schema":
+        raise RequestError(f"response_format type {kind!r} is not one of text, json_object, json_schema",
+                           param="response_format.type")
+    described = response_format.get("json_schema")
+    if not isinstance(described, dict) or not isinstance(described.get("schema", {}), dict):
+        raise RequestError("response_format.json_schema must be an object whose schema is an object",
+                           param="response_format.json_schema")
+    schema = json.dumps(described.get("schema", {}))
+    try:
+        grammar_of(schema)
+    except OvphiError as error:
+        raise RequestError(str(error), param="response_format.json_schema.schema") from None
+    return schema
 
 
 def refuse_unsupported(request):
@@ -136,7 +162,6 @@ def refuse_unsupported(request):
     asked = {"logprobs": bool(request.logprobs), "top_logprobs": request.top_logprobs is not None,
              "logit_bias": bool(request.logit_bias), "presence_penalty": bool(request.presence_penalty),
              "frequency_penalty": bool(request.frequency_penalty),
-             "response_format": (request.response_format or {}).get("type", "text") != "text",
              "tools": bool(request.tools), "tool_choice": request.tool_choice not in (None, "none")}
     for name, given in asked.items():
         if given:
