@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from ovphi.errors import OvphiError
 from ovphi.runtime.config import GenerationConfig
-from ovphi.runtime.constraint import JsonConstraint
+from ovphi.runtime.constraint import Constraint, schema_grammar
 from ovphi.runtime.sampling import Sampler
 
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
@@ -26,7 +26,7 @@ def tokenizer(tiny_dir):
 def constrained_answer(tokenizer, schema, seed, vocabulary=1088):
     """Tokens sampled from random logits (more logits than tokens, as in the real model) until a stop id."""
     stop = {tokenizer.convert_tokens_to_ids("<|end|>")}
-    constraint = JsonConstraint(json.dumps(schema), tokenizer, vocabulary, stop)
+    constraint = Constraint(schema_grammar(json.dumps(schema)), tokenizer, vocabulary, stop)
     sampler = Sampler(GenerationConfig(temperature=1.0, seed=seed), len(tokenizer), constraint)
     logits = torch.Generator().manual_seed(seed)
     answer = []
@@ -53,7 +53,13 @@ def test_an_object_schema_gives_compact_json(tokenizer):
 
 @pytest.mark.parametrize("schema, says", [("{", "not JSON"), ("[1]", "must be a JSON object"),
                                           ('{"type": "frobnicate"}', "cannot be used")])
-def test_a_schema_that_cannot_be_compiled_is_refused_with_one_line_before_any_model_runs(schema, says):
+def test_a_schema_that_cannot_be_compiled_is_refused_with_one_line(schema, says):
     with pytest.raises(OvphiError, match=says) as error:
-        GenerationConfig(json_schema=schema)
+        schema_grammar(schema)
+    assert "\n" not in str(error.value)
+
+
+def test_a_grammar_that_cannot_be_compiled_is_refused_before_any_model_runs():
+    with pytest.raises(OvphiError, match="the grammar cannot be used") as error:
+        GenerationConfig(grammar="start: ((")
     assert "\n" not in str(error.value)

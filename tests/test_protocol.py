@@ -34,17 +34,20 @@ REFUSED = [  # (what the request changes, the param the 400 names, words of its 
     ({"n": 2}, "n", "only n = 1"),
     ({"logprobs": True}, "logprobs", "not supported"),
     ({"top_logprobs": 2}, "top_logprobs", "not supported"),
-    ({"logit_bias": {"50256": -100}}, "logit_bias", "not supported"),
-    ({"presence_penalty": 0.5}, "presence_penalty", "not supported"),
-    ({"frequency_penalty": 0.5}, "frequency_penalty", "not supported"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias", "cannot apply logit_bias"),  # the fake engine
+    ({"logit_bias": {"x": 1}}, "logit_bias", "keys are token ids"),
+    ({"logit_bias": {"5": 101}}, "logit_bias", "-100 to 100"),
+    ({"presence_penalty": 0.5}, "presence_penalty", "cannot apply presence or frequency"),
+    ({"frequency_penalty": 2.5}, "frequency_penalty", "less than or equal to 2"),
     ({"response_format": {"type": "json_object"}}, "response_format", "cannot constrain"),  # the fake engine
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "not supported"),
-    ({"tool_choice": "required"}, "tool_choice", "not supported"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "cannot constrain"),  # the fake engine
+    ({"tools": [{"type": "function", "function": {"name": "two words"}}]}, "tools[0].function.name", "pattern"),
+    ({"tool_choice": "required"}, "tool_choice", "only allowed when tools are given"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]",
      "needs image_url"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "video"}]}]},
      "messages[0].content[1].type", "'text' or 'image_url'"),
-    ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0].role", "Input should be"),
+    ({"messages": [{"role": "robot", "content": "42"}]}, "messages[0].role", "Input should be"),
     ({"messages": HI + [{"role": "assistant", "content": "Hel"}]}, "messages[1].role", "prefill"),
 ]
 

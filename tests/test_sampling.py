@@ -1,6 +1,9 @@
-"""Every path of choosing the next token: greedy, repetition penalty, temperature, top-k, top-p, seeds."""
+"""Every path of choosing the next token: greedy, repetition penalty, temperature, top-k, top-p, seeds, ids with no
+token, logit_bias, presence and frequency penalties."""
+import pytest
 import torch
 
+from ovphi.errors import OvphiError
 from ovphi.runtime.config import GenerationConfig
 from ovphi.runtime.sampling import Sampler
 
@@ -39,3 +42,25 @@ def test_low_temperature_top_k_and_top_p_narrow_the_choice():
 def test_ids_past_the_tokenizers_vocabulary_are_never_chosen():
     assert set(draws(GenerationConfig(), 5, vocabulary=1)) == {0}  # the model has more logits than tokens
     assert set(draws(GenerationConfig(temperature=2.0, seed=1), vocabulary=3)) <= {0, 1, 2}
+
+
+def test_logit_bias_shifts_a_token_and_must_name_one_the_tokenizer_has():
+    assert set(draws(GenerationConfig(logit_bias={4: 10}), 5)) == {4}
+    assert set(draws(GenerationConfig(temperature=1.0, seed=3, logit_bias={1: -100, 2: -100}))) <= {0, 3, 4}
+    with pytest.raises(OvphiError, match="logit_bias names token 7"):
+        Sampler(GenerationConfig(logit_bias={7: 1}), 5)
+
+
+def test_frequency_penalty_grows_with_each_use_and_presence_penalty_does_not():
+    # greedy over 3.0 (token 1) and 2.9 (token 2): a penalty on what was said moves between them
+    assert draws(GenerationConfig(frequency_penalty=0.5), 5) == [1, 2, 1, 2, 1]
+    assert draws(GenerationConfig(presence_penalty=0.2), 5) == [1, 2, 1, 1, 1]
+    assert draws(GenerationConfig(frequency_penalty=-1.0), 3) == [1, 1, 1]
+
+
+@pytest.mark.parametrize("change, says", [({"presence_penalty": 3}, "presence_penalty must be -2 to 2"),
+                                          ({"logit_bias": {-1: 1}}, "logit_bias maps"),
+                                          ({"logit_bias": {1: 200}}, "logit_bias maps")])
+def test_penalties_and_biases_out_of_range_are_refused(change, says):
+    with pytest.raises(OvphiError, match=says):
+        GenerationConfig(**change)

@@ -1,5 +1,5 @@
-"""`response_format` and `--json-schema` through a real server and the real CLI on the tiny INT4 IR: its
-weights are random, so only the constraint can make an answer valid."""
+"""`response_format`, tool calls and `--json-schema` through a real server, the `openai` client and the real
+CLI on the tiny INT4 IR: its weights are random, so only the constraint can make an answer valid."""
 import json
 import subprocess
 import sys
@@ -75,6 +75,76 @@ def test_a_response_format_that_cannot_be_honoured_gets_a_400_naming_it(server, 
     assert reply.status_code == 400 and reply.json()["error"]["param"] == param
 
 
+WEATHER = {"type": "object", "additionalProperties": False, "required": ["city"],
+           "properties": {"city": {"type": "string", "maxLength": 10}, "days": {"type": "integer", "minimum": 1,
+                                                                               "maximum": 7}}}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+                                           "parameters": WEATHER}},
+         {"type": "function", "function": {"name": "add", "parameters": {
+             "type": "object", "required": ["a", "b"], "additionalProperties": False,
+             "properties": {"a": {"type": "integer", "maximum": 99}, "b": {"type": "integer", "maximum": 99}}}}}]
+WEATHER_IN_PARIS = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_choice_required_returns_a_call_whose_arguments_validate(server, stream):
+    client = server.client()
+    for seed in range(3):
+        request = dict(model=server.model, messages=WEATHER_IN_PARIS, tools=TOOLS, tool_choice="required",
+                       max_tokens=60, temperature=1.0, seed=seed)
+        if stream:
+            chunks = [chunk.choices[0] for chunk in client.chat.completions.create(stream=True, **request)]
+            assert not "".join(choice.delta.content or "" for choice in chunks)  # no call leaks as text
+            calls = [call for choice in chunks for call in choice.delta.tool_calls or []]
+            finish = chunks[-1].finish_reason
+        else:
+            choice = client.chat.completions.create(**request).choices[0]
+            calls, finish = choice.message.tool_calls, choice.finish_reason
+            assert choice.message.content is None
+        assert finish == "tool_calls" and len(calls) == 1 and calls[0].id.startswith("call_")
+        schema = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}[calls[0].function.name]
+        jsonschema.validate(json.loads(calls[0].function.arguments), schema)
+
+
+def test_a_named_tool_choice_calls_that_tool_and_a_tool_result_continues_the_conversation(server):
+    client = server.client()
+    first = client.chat.completions.create(model=server.model, messages=WEATHER_IN_PARIS, tools=TOOLS, max_tokens=60,
+                                           tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    call = first.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    history = WEATHER_IN_PARIS + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                                  {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+    second = client.chat.completions.create(model=server.model, messages=history, tools=TOOLS, tool_choice="none",
+                                            max_tokens=12)
+    assert second.choices[0].finish_reason in ("stop", "length") and second.choices[0].message.tool_calls is None
+    alone = client.chat.completions.create(model=server.model, messages=WEATHER_IN_PARIS, tools=TOOLS,
+                                           tool_choice="none", max_tokens=1)
+    assert second.usage.prompt_tokens > alone.usage.prompt_tokens + 20  # the call and its result are in the prompt
+
+
+@pytest.mark.parametrize("change, param", [
+    ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "x", "parameters": {"type": 5}}}]}, "tools"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"messages": WEATHER_IN_PARIS + [{"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{oops"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "3"}]}, "messages[1].tool_calls[0].function.arguments")])
+def test_tools_that_cannot_be_honoured_get_a_400_naming_the_field(server, change, param):
+    reply = server.post({"model": server.model, "messages": WEATHER_IN_PARIS, "tools": TOOLS} | change)
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == param, reply.text
+
+
+def test_logit_bias_reaches_the_decode_step_and_must_name_a_token(server, int4_ir):
+    from transformers import AutoTokenizer
+
+    token = AutoTokenizer.from_pretrained(int4_ir).encode("bar", add_special_tokens=False)[0]
+    answer = server.client().chat.completions.create(model=server.model, messages=ASK, max_tokens=4,
+                                                     logit_bias={str(token): 100}, extra_body={"ignore_eos": True})
+    assert answer.choices[0].message.content.split() == ["bar"] * 4
+    reply = server.post({"model": server.model, "messages": ASK, "logit_bias": {"99999": 5}})
+    assert reply.status_code == 400 and "logit_bias names token 99999" in reply.json()["error"]["message"]
+
+
 def test_ask_prints_json_valid_against_the_schema_file(int4_ir, red_image, tmp_path):
     (tmp_path / "paint.json").write_text(json.dumps(PAINT))
     red_image.save(tmp_path / "red.png")
@@ -92,4 +162,4 @@ def test_an_engine_that_cannot_constrain_refuses_a_schema_with_one_line(int4_ir,
                            "--no-cache", "--backend", "genai", "--json-schema", str(tmp_path / "paint.json")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
-    assert "cannot constrain an answer to a JSON schema" in done.stderr
+    assert "genai engine cannot constrain an answer" in done.stderr

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from ..model.image_processing_phi3_v import crop_grid
 from ..runtime import ChatSession, GenerationConfig
+from ..runtime.constraint import schema_grammar
 
 DESCRIBE = "Describe the image in detail."
 # an answer constrained to JSON (the json_schema scenario): its TPOT against image_nc4's is the constraint's cost
@@ -21,7 +22,7 @@ class Scenario:
     natural_length: bool = False  # answers end at a stop token (max_new_tokens caps them): real re-tokenization
     repeat: bool = False  # measured: a new conversation (after a reset) about the same image and question
     fresh_process: bool = False  # measured: a new `ovphi ask` process, from its start to the first token
-    json_schema: str | None = None  # answers constrained to this schema (engines with capabilities.constrained)
+    json_schema: str | None = None  # answers constrained to this schema (engines with capabilities.sampler)
 
 
 SCENARIOS = {
@@ -43,7 +44,7 @@ def runs_on(scenario, engine):
     capabilities = engine.capabilities
     return ((scenario.num_crops is None or capabilities.num_crops_per_call)
             and (scenario.eager or not capabilities.eager)
-            and (scenario.json_schema is None or capabilities.constrained))
+            and (scenario.json_schema is None or capabilities.sampler))
 
 
 def crops_of(images, num_crops):
@@ -53,7 +54,8 @@ def crops_of(images, num_crops):
 def run_scenario(engine, scenario, pictures, max_new_tokens):
     """(TurnTimings of every turn, CLIP crops the measured turn encoded) of one in-process run on `pictures`."""
     generation = GenerationConfig(max_new_tokens=max_new_tokens, ignore_eos=not scenario.natural_length,
-                                  num_crops=scenario.num_crops, json_schema=scenario.json_schema)
+                                  num_crops=scenario.num_crops,
+                                  grammar=scenario.json_schema and schema_grammar(scenario.json_schema))
     chat = ChatSession(engine, generation)
     shown = list(pictures[:scenario.images])
     for conversation in range(1 + scenario.repeat):

@@ -23,8 +23,8 @@ from .options import (
     add_generation_options,
     add_model_options,
     generation_config,
-    json_schema_text,
     runtime_options,
+    schema_file_grammar,
 )
 from .status import StatusLine
 
@@ -78,7 +78,7 @@ def run_command(chat, line):
     elif command == "/schema":
         if not argument:
             raise OvphiError("/schema needs a file name, or off")
-        generation = replace(chat.generation, json_schema=None if argument == "off" else json_schema_text(argument))
+        generation = replace(chat.generation, grammar=None if argument == "off" else schema_file_grammar(argument))
         chat.engine.check_generation(generation)
         chat.generation = generation
         print("(answers are free text)" if argument == "off" else f"(answers follow the JSON schema in {argument})")

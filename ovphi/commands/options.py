@@ -5,6 +5,7 @@ import json
 
 from ..files import read_json
 from ..runtime import registry
+from ..runtime.constraint import schema_grammar
 from ..runtime.config import (
     KV_CACHE_PRECISIONS,
     PERFORMANCE_HINTS,
@@ -70,9 +71,9 @@ def add_generation_options(parser, max_new_tokens=GenerationConfig.max_new_token
 def generation_config(args):
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
-                            num_crops=args.num_crops, json_schema=json_schema_text(args.json_schema))
+                            num_crops=args.num_crops, grammar=schema_file_grammar(args.json_schema))
 
 
-def json_schema_text(path):
-    """The JSON schema in a file, as text (None without a file)."""
-    return None if path is None else json.dumps(read_json(path, "a JSON schema"))
+def schema_file_grammar(path):
+    """The grammar of answers valid against the JSON schema in a file (None without a file)."""
+    return None if path is None else schema_grammar(json.dumps(read_json(path, "a JSON schema")))

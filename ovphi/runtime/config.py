@@ -21,8 +21,10 @@ SEEDS = 1 << 64  # a seed is an unsigned 64-bit number (torch and openvino.genai
 class GenerationConfig:
     """One turn's settings. temperature 0 (or below 1e-5) is greedy decoding; above it samples with top_p / top_k.
     num_crops: HD crops per image (None: the model folder's, 4 for Phi-3.5-vision). ignore_eos makes
-    answers of exactly max_new_tokens (benchmarks). json_schema: a JSON schema (as text) the answer is
-    constrained to while it is generated, in engines with capabilities.constrained."""
+    answers of exactly max_new_tokens (benchmarks). grammar: an llguidance Lark grammar the answer is
+    constrained to while it is generated (constraint.schema_grammar makes one of a JSON schema), in engines
+    with capabilities.sampler, as are logit_bias ({token id: -100 to 100 added to its logit}) and OpenAI's
+    presence and frequency penalties (-2 to 2, over the answer's tokens)."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -32,10 +34,13 @@ class GenerationConfig:
     seed: int | None = None
     num_crops: int | None = None
     ignore_eos: bool = False
-    json_schema: str | None = None
+    grammar: str | None = None
+    logit_bias: dict = field(default_factory=dict)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self):
-        for name in ("temperature", "top_p", "repetition_penalty"):
+        for name in ("temperature", "top_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
             if not math.isfinite(getattr(self, name)):
                 raise OvphiError(f"{name} must be a finite number, not {getattr(self, name)}")
         if self.seed is not None and not 0 <= self.seed < SEEDS:
@@ -52,10 +57,16 @@ class GenerationConfig:
             raise OvphiError(f"repetition_penalty must be above 0 (1 is off), not {self.repetition_penalty}")
         if self.num_crops is not None and not 1 <= self.num_crops <= MAX_NUM_CROPS:
             raise OvphiError(f"num_crops must be 1 to {MAX_NUM_CROPS}, not {self.num_crops}")
-        if self.json_schema is not None:
-            from .constraint import grammar_of
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise OvphiError(f"{name} must be -2 to 2, not {getattr(self, name)}")
+        for token, bias in self.logit_bias.items():
+            if not isinstance(token, int) or token < 0 or not -100 <= bias <= 100:
+                raise OvphiError(f"logit_bias maps token ids (0 or more) to -100 to 100, not {token}: {bias}")
+        if self.grammar is not None:
+            from .constraint import check_grammar
 
-            grammar_of(self.json_schema)
+            check_grammar(self.grammar)
 
     @property
     def greedy(self):

@@ -1,10 +1,11 @@
-"""Answers constrained to a JSON schema while they are generated, with llguidance: before each token the
-logits of every token that cannot continue a valid answer are set to -inf.
+"""Answers constrained to a grammar while they are generated, with llguidance: before each token the logits
+of every token that cannot continue a valid answer are set to -inf. Grammars are llguidance's Lark, whose
+`%json {schema}` is JSON valid against a JSON schema (schema_grammar; the server's tool calls mix it with text).
 
 llguidance was chosen over xgrammar by a measurement on the tiny model's tokenizer, whose `{`, `-` and
 control characters exist only as byte-fallback tokens: 20 of 20 sampled answers (random logits, one
 schema) validated with llguidance; 16 of 20 with xgrammar 0.2.9, which let raw control characters into
-strings. The schema is compiled without flexible whitespace, as the OpenAI API answers (`{"a":1}`)."""
+strings."""
 import json
 
 import numpy as np
@@ -12,28 +13,37 @@ import torch
 
 from ..errors import OvphiError
 
-OPTIONS = {"whitespace_flexible": False}
 TOKENIZERS = {}  # id(HF tokenizer) -> (the tokenizer, its llguidance copy): building one takes about a second
 
 
-def grammar_of(schema_text):
-    """llguidance's grammar for a JSON schema given as text; an OvphiError saying why one cannot be built."""
-    import llguidance
+def json_lark(schema):
+    """The Lark rule body for JSON valid against `schema` (a dict), compact as the OpenAI API answers."""
+    return "%json " + json.dumps({"x-guidance": {"whitespace_flexible": False}} | schema)
 
+
+def schema_grammar(schema_text):
+    """The grammar (llguidance's Lark) of JSON valid against a JSON schema given as text; an OvphiError
+    saying why there is none."""
     try:
         schema = json.loads(schema_text)
     except ValueError as error:
         raise OvphiError(f"the JSON schema is not JSON: {error}") from None
     if not isinstance(schema, dict):
         raise OvphiError("the JSON schema must be a JSON object")
-    try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=OPTIONS)
-    except ValueError as error:
-        raise OvphiError(f"the JSON schema cannot be used: {error}") from None
-    failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
-    if failed:
-        raise OvphiError(f"the JSON schema cannot be used: {messages[0].splitlines()[0]}")
+    grammar = "start: " + json_lark(schema)
+    check_grammar(grammar, "the JSON schema")
     return grammar
+
+
+def check_grammar(grammar, what="the grammar"):
+    """An OvphiError in one line if llguidance cannot compile the Lark grammar."""
+    import llguidance
+
+    failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(llguidance.LLMatcher.grammar_from_lark(
+        grammar))
+    if failed:
+        reason = messages[0].splitlines()[0].partition("failed to compile JSON schema: ")
+        raise OvphiError(f"{what} cannot be used: {reason[2] or reason[0]}")
 
 
 def guidance_tokenizer(tokenizer, vocabulary, stop_ids):
@@ -47,16 +57,17 @@ def guidance_tokenizer(tokenizer, vocabulary, stop_ids):
     return kept[1]
 
 
-class JsonConstraint:
-    """The state of one constrained answer: mask(logits) before each token, advance(token) after it."""
+class Constraint:
+    """The state of one answer constrained to a Lark grammar: mask(logits) before each token, advance(token)
+    after it."""
 
-    def __init__(self, schema_text, tokenizer, vocabulary, stop_ids):
+    def __init__(self, grammar, tokenizer, vocabulary, stop_ids):
         import llguidance
 
         self.matcher = llguidance.LLMatcher(guidance_tokenizer(tokenizer, vocabulary, stop_ids),
-                                            grammar_of(schema_text), log_level=0)
+                                            llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0)
         if self.matcher.is_error():
-            raise OvphiError(f"the JSON schema cannot be used: {self.matcher.get_error()}")
+            raise OvphiError(f"the grammar cannot be used: {self.matcher.get_error()}")
         self.vocabulary = vocabulary
 
     def mask(self, logits):

@@ -41,7 +41,7 @@ class Capabilities:
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     prefix_cache: bool = False  # KV snapshots after images serve new conversations (RuntimeOptions.prefix_cache_mb)
-    constrained: bool = False  # GenerationConfig.json_schema: answers constrained to a JSON schema
+    sampler: bool = False  # ovphi's Sampler picks each token: GenerationConfig's grammar, logit_bias, penalties
 
 
 @dataclass(frozen=True)
@@ -169,9 +169,12 @@ class Engine(ABC):
 
     def check_generation(self, generation):
         """An OvphiError if the turn asks for what this engine cannot do."""
-        if generation.json_schema is not None and not self.capabilities.constrained:
-            raise OvphiError(f"the {self.name} engine cannot constrain an answer to a JSON schema: use the optimum"
-                             " engine (--backend optimum)")
+        asked = [what for what, given in (("constrain an answer (a JSON schema, tool calls)", generation.grammar),
+                                          ("apply logit_bias", generation.logit_bias),
+                                          ("apply presence or frequency penalties",
+                                           generation.presence_penalty or generation.frequency_penalty)) if given]
+        if asked and not self.capabilities.sampler:
+            raise OvphiError(f"the {self.name} engine cannot {asked[0]}: use the optimum engine (--backend optimum)")
 
     def stop(self):
         """Ask the running turn to end after the current token (its finish reason: cancelled)."""

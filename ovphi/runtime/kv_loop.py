@@ -24,7 +24,7 @@ import torch
 from ..errors import PromptTooLong
 from ..model.constants_phi3_v import CROP
 from .cancellable import Cancelled
-from .constraint import JsonConstraint
+from .constraint import Constraint
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefix_cache import PrefixCache, prefix_key
@@ -184,8 +184,9 @@ class KVTurnLoop:
         """One turn (see Engine.generate)."""
         started = time.perf_counter()
         ids, image_inputs = self.prompt(conversation, generation.num_crops)
-        constraint = generation.json_schema and JsonConstraint(generation.json_schema, self.tokenizer,
-                                                               self.config["vocab_size"], self.stop_ids)
+        constraint = generation.grammar and Constraint(generation.grammar, self.tokenizer, self.config["vocab_size"],
+                                                       self.stop_ids)
+        sampler = Sampler(generation, len(self.tokenizer), constraint or None)  # checks logit_bias before any prefill
         digests = [part.digest for part in conversation.images]
         try:
             logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
@@ -196,7 +197,6 @@ class KVTurnLoop:
                                        processed_tokens=0)
             return turn_result("", [], False, True, timings)
         logits = logits[-1:]
-        sampler = Sampler(generation, len(self.tokenizer), constraint or None)
         text = IncrementalText(self.tokenizer)
         history = torch.tensor([[max(i, 0) for i in ids]])
         answer, token_times = [], []

@@ -54,7 +54,7 @@ class TorchModel:
 class PyTorchEngine(KVLoopEngine):
     name = "pytorch"
     capabilities = Capabilities(folder="checkpoint", logits=True, num_crops_per_call=True, kv_reuse=True,
-                                openvino_devices=False, eager=True, prefix_cache=True, constrained=True)
+                                openvino_devices=False, eager=True, prefix_cache=True, sampler=True)
 
     def check_folder(self):
         if not (self.model_dir / "config.json").exists() or not any(self.model_dir.glob("*.safetensors")):

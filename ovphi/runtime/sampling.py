@@ -1,7 +1,8 @@
 """Choosing the next token from logits: greedy (temperature 0) or sampled with temperature, top-k and
 top-p, after an optional repetition penalty; the same rules as openvino.genai's GenerationConfig. Ids past
-the tokenizer's vocabulary (the model has more logits than tokens) are never chosen, and a JsonConstraint
-leaves only the tokens its schema allows."""
+the tokenizer's vocabulary (the model has more logits than tokens) are never chosen, and a Constraint
+leaves only the tokens its grammar allows; logit_bias and OpenAI's presence and frequency penalties (over the
+answer's own tokens) shift the logits first."""
 import time
 
 import torch
@@ -13,6 +14,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from ..errors import OvphiError
+
 
 class Sampler:
     """next_token(history, logits) for a GenerationConfig. history: (1, n) ids so far (images as 0);
@@ -20,6 +23,13 @@ class Sampler:
 
     def __init__(self, generation, vocabulary, constraint=None):
         self.vocabulary, self.constraint = vocabulary, constraint
+        beyond = [token for token in generation.logit_bias if token >= vocabulary]
+        if beyond:
+            raise OvphiError(f"logit_bias names token {beyond[0]}; the tokenizer's ids end at {vocabulary - 1}")
+        self.bias = (torch.tensor(list(generation.logit_bias), dtype=torch.long),
+                     torch.tensor(list(generation.logit_bias.values()), dtype=torch.float32))
+        self.presence, self.frequency = generation.presence_penalty, generation.frequency_penalty
+        self.counts = torch.zeros(vocabulary)  # how often each token was chosen (the penalties' measure)
         self.processors = LogitsProcessorList()
         if generation.repetition_penalty != 1.0:
             self.processors.append(RepetitionPenaltyLogitsProcessor(generation.repetition_penalty))
@@ -39,6 +49,9 @@ class Sampler:
         """The next token id after `history`, whose last position's logits are (1, vocabulary)."""
         logits = logits.clone()
         logits[..., self.vocabulary:] = float("-inf")
+        logits[0, self.bias[0]] += self.bias[1]
+        if self.presence or self.frequency:
+            logits[0, :self.vocabulary] -= self.frequency * self.counts + self.presence * (self.counts > 0)
         if self.constraint:
             self.constraint.mask(logits)
         scores = self.processors(history, logits)
@@ -48,4 +61,5 @@ class Sampler:
             token = int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))
         if self.constraint:
             self.constraint.advance(token)
+        self.counts[token] += 1
         return token

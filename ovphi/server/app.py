@@ -28,6 +28,7 @@ from ..runtime import Chunk, Status, TurnResult
 from .metrics import Metrics
 from .requests import RequestError, conversation_of, generation_of, reuse_generated_ids
 from .schema import ChatCompletionRequest, error_body
+from .tools import chosen_tools, must_call, tool_call_of
 
 
 @dataclass
@@ -153,7 +154,11 @@ class Server:
         try:
             self.engine.check_generation(generation)
         except OvphiError as error:
-            raise RequestError(str(error), param="response_format") from None
+            asked = [name for name, given in (("tools", chosen_tools(body.tools, body.tool_choice)),
+                                              ("response_format", generation.grammar), ("logit_bias", body.logit_bias),
+                                              ("presence_penalty", body.presence_penalty),
+                                              ("frequency_penalty", body.frequency_penalty)) if given]
+            raise RequestError(str(error), param=asked[0], code="unsupported_parameter") from None
         if self.metrics.queue_depth >= settings.max_queue:
             raise RequestError("the server is busy: too many requests are waiting", status=429,
                                code="rate_limit_exceeded")
@@ -359,28 +364,44 @@ def create_app(load_engine, settings):
         head = {"id": reply_id, "created": answered, "model": settings.model_name,
                 "system_fingerprint": settings.fingerprint}
         server.metrics.request(200)
+        tools = chosen_tools(body.tools, body.tool_choice)
         if not body.stream:
             async for _, result in turn:  # the last event is the TurnResult
                 pass
             message = {"role": "assistant", "content": stops.text}  # the text the same answer streamed
+            reason = finish_reason(result, stops)
+            call = tool_call_of(stops.text, tools)
+            if call:
+                message, reason = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
             return head | {"object": "chat.completion", "usage": usage(result), "timings": timings(result), "choices": [{
-                "index": 0, "message": message, "finish_reason": finish_reason(result, stops), "logprobs": None}]}
+                "index": 0, "message": message, "finish_reason": reason, "logprobs": None}]}
 
         def chunk(delta, reason=None, extra=None):
             return "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [
                 {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]} | (extra or {})) + "\n\n"
 
         async def sse():
+            held = None if tools and not must_call(body.tool_choice) else "" if tools else False  # a call's text
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 async for text, event in turn:
-                    if text:
+                    if text and held is None:  # tool_choice auto: a call opens a JSON object, text never does
+                        held = "" if text.startswith("{") else False
+                    if text and held is not False:
+                        held += text  # sent whole, as delta.tool_calls, once the answer is complete
+                    elif text:
                         yield chunk({"content": text})
                     if isinstance(event, Status):
                         if body.ovphi_status:  # the page's extension: a named event OpenAI clients never get
                             yield "event: status\ndata: " + json.dumps(status_body(event)) + "\n\n"
                     elif event is not None:
-                        yield chunk({}, finish_reason(event, stops), {"timings": timings(event)})
+                        reason, call = finish_reason(event, stops), held and tool_call_of(held, tools)
+                        if call:
+                            yield chunk({"tool_calls": [{"index": 0} | call]})
+                            reason = "tool_calls"
+                        elif held:
+                            yield chunk({"content": held})
+                        yield chunk({}, reason, {"timings": timings(event)})
                         if body.stream_options and body.stream_options.include_usage:
                             yield "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [],
                                                                 "usage": usage(event)}) + "\n\n"

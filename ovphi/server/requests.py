@@ -12,7 +12,8 @@ from ..errors import OvphiError
 from ..images import decode, fetch, read_local
 from ..runtime import Conversation, GenerationConfig, ImagePart
 from ..runtime.config import SEEDS
-from ..runtime.constraint import grammar_of
+from ..runtime.constraint import schema_grammar
+from .tools import call_text, chosen_tools, tool_grammar, tool_result_text, tools_prompt
 
 
 class RequestError(OvphiError):
@@ -66,8 +67,11 @@ def read_image_url(url, settings):
 
 
 def conversation_of(request, settings):
-    """The request's messages as a Conversation (images decoded, counted against settings.max_images)."""
+    """The request's messages as a Conversation (images decoded, counted against settings.max_images), after
+    a system message describing the tools the answer may call; earlier tool calls and results as text."""
     conversation = Conversation()
+    if chosen_tools(request.tools, request.tool_choice):
+        conversation.add("system", tools_prompt(request.tools, request.tool_choice))
     images = 0
     for index, message in enumerate(request.messages):
         parts = []
@@ -92,7 +96,16 @@ def conversation_of(request, settings):
                 if message.role != "user":
                     raise RequestError("only user messages may hold images", param=f"messages[{index}].content")
                 parts.append(ImagePart(read_image_url(part.image_url.url, settings), part.image_url.url[:100]))
-        conversation.add("system" if message.role == "developer" else message.role, *parts)
+        for number, call in enumerate(message.tool_calls or []):
+            try:
+                parts.append(call_text(call.function.name, json.loads(call.function.arguments)))
+            except ValueError:
+                raise RequestError("the arguments of an earlier tool call are not JSON",
+                                   param=f"messages[{index}].tool_calls[{number}].function.arguments") from None
+        if message.role == "tool":
+            parts = [tool_result_text(message.tool_call_id, "".join(parts))]
+        role = {"developer": "system", "tool": "user"}.get(message.role, message.role)
+        conversation.add(role, *parts)
     if conversation.messages[-1].role == "assistant":
         raise RequestError("continuing an assistant message (a prefill) is not supported yet: end with a user or"
                            " system message", param=f"messages[{len(request.messages) - 1}].role")
@@ -123,25 +136,57 @@ def generation_of(request, settings):
     if isinstance(request.stop, list) and len(request.stop) > 4:
         raise RequestError("stop takes at most 4 sequences", param="stop")
     max_tokens = request.max_completion_tokens or request.max_tokens or settings.max_tokens
-    json_schema = json_schema_of(request.response_format)
+    grammar, logit_bias = answer_grammar(request), logit_bias_of(request)
     try:
         return GenerationConfig(max_new_tokens=min(max_tokens, settings.max_tokens),
                                 temperature=settings.temperature if request.temperature is None else request.temperature,
                                 top_p=1.0 if request.top_p is None else request.top_p,
                                 seed=None if request.seed is None else request.seed % SEEDS,
-                                ignore_eos=request.ignore_eos, json_schema=json_schema)
+                                ignore_eos=request.ignore_eos, grammar=grammar, logit_bias=logit_bias,
+                                presence_penalty=request.presence_penalty or 0.0,
+                                frequency_penalty=request.frequency_penalty or 0.0)
     except OvphiError as error:
         raise RequestError(str(error)) from None
 
 
-def json_schema_of(response_format):
-    """The JSON schema (as text) a response_format constrains the answer to: None for text, any object for
-    json_object, the given schema for json_schema (constrained whether or not `strict` is set)."""
+def logit_bias_of(request):
+    """{token id: bias} of the request's logit_bias, whose keys are token ids written as strings (OpenAI's)."""
+    bias = {}
+    for key, value in (request.logit_bias or {}).items():
+        if not key.isdigit():
+            raise RequestError(f"logit_bias keys are token ids, not {key!r}", param="logit_bias")
+        if not -100 <= value <= 100:
+            raise RequestError(f"logit_bias values are -100 to 100, not {value}", param="logit_bias")
+        bias[int(key)] = value
+    return bias
+
+
+def answer_grammar(request):
+    """The grammar the request constrains its answer to: tool calls' or response_format's (None: free text)."""
+    if request.tool_choice not in (None, "none") and not request.tools:
+        raise RequestError("tool_choice is only allowed when tools are given", param="tool_choice")
+    if request.tool_choice not in (None, "auto", "none", "required") and not chosen_tools(request.tools,
+                                                                                        request.tool_choice):
+        raise RequestError(f"tool_choice names {request.tool_choice.function.name!r}, which is not among the tools",
+                           param="tool_choice")
+    try:
+        calls = tool_grammar(request.tools, request.tool_choice)
+    except OvphiError as error:
+        raise RequestError(str(error), param="tools") from None
+    if calls and (request.response_format or {}).get("type", "text") != "text":
+        raise RequestError("response_format together with tools is not supported: give one of them",
+                           param="response_format", code="unsupported_parameter")
+    return calls or format_grammar(request.response_format)
+
+
+def format_grammar(response_format):
+    """The grammar a response_format constrains the answer to: None for text, any JSON object for json_object,
+    JSON valid against the given schema for json_schema (constrained whether or not `strict` is set)."""
     kind = (response_format or {}).get("type", "text")
     if kind == "text":
         return None
     if kind == "json_object":
-        return '{"type": "object"}'
+        return schema_grammar('{"type": "object"}')
     if kind != "json_schema":
         raise RequestError(f"response_format type {kind!r} is not one of text, json_object, json_schema",
                            param="response_format.type")
@@ -149,20 +194,15 @@ def json_schema_of(response_format):
     if not isinstance(described, dict) or not isinstance(described.get("schema", {}), dict):
         raise RequestError("response_format.json_schema must be an object whose schema is an object",
                            param="response_format.json_schema")
-    schema = json.dumps(described.get("schema", {}))
     try:
-        grammar_of(schema)
+        return schema_grammar(json.dumps(described.get("schema", {})))
     except OvphiError as error:
         raise RequestError(str(error), param="response_format.json_schema.schema") from None
-    return schema
 
 
 def refuse_unsupported(request):
     """A 400 naming the first parameter that asks for what this server cannot do yet (never silently ignored)."""
-    asked = {"logprobs": bool(request.logprobs), "top_logprobs": request.top_logprobs is not None,
-             "logit_bias": bool(request.logit_bias), "presence_penalty": bool(request.presence_penalty),
-             "frequency_penalty": bool(request.frequency_penalty),
-             "tools": bool(request.tools), "tool_choice": request.tool_choice not in (None, "none")}
+    asked = {"logprobs": bool(request.logprobs), "top_logprobs": request.top_logprobs is not None}
     for name, given in asked.items():
         if given:
             raise RequestError(f"{name} is not supported by this server yet", param=name,

@@ -26,11 +26,45 @@ class ContentPart(BaseModel):
         return self
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]  # developer: OpenAI's newer name for system
+    role: Literal["system", "developer", "user", "assistant", "tool"]  # developer: OpenAI's newer name for system
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # the call a tool message answers
+
+
+class Function(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema of the arguments
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: Function
+
+
+class ChosenFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: ChosenFunction
 
 
 class StreamOptions(BaseModel):
@@ -53,15 +87,15 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(1, ge=1)
     ignore_eos: bool = False  # vLLM's extension (openai client: extra_body), for benchmarks
     ovphi_status: bool = False  # the chat page's extension: the engine's status events in the stream
+    response_format: dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    logit_bias: dict[str, Finite] | None = None
+    presence_penalty: Finite | None = Field(None, ge=-2, le=2)
+    frequency_penalty: Finite | None = Field(None, ge=-2, le=2)
     # accepted so that they can be refused by name (requests.py), never silently ignored
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    logit_bias: dict[str, float] | None = None
-    presence_penalty: Finite | None = Field(None, ge=-2, le=2)
-    frequency_penalty: Finite | None = Field(None, ge=-2, le=2)
-    response_format: dict[str, Any] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
 
 
 def error_body(message, kind="invalid_request_error", param=None, code=None):
