@@ -5,5 +5,13 @@ class OvphiError(Exception):
     """A user-facing failure with a one-line message."""
 
 
+class Unsupported(OvphiError):
+    """A GenerationConfig field (`field`) asks for what the engine cannot do."""
+
+    def __init__(self, message, field):
+        super().__init__(message)
+        self.field = field
+
+
 class PromptTooLong(OvphiError):
     """The prompt does not fit the model's context."""

@@ -145,21 +145,22 @@ def test_logit_bias_reaches_the_decode_step_and_must_name_a_token(server, int4_i
     assert reply.status_code == 400 and "logit_bias names token 99999" in reply.json()["error"]["message"]
 
 
-def test_ask_prints_json_valid_against_the_schema_file(int4_ir, red_image, tmp_path):
+def ask_paint(int4_ir, red_image, tmp_path, *args):
+    """`ovphi ask` about a red picture with --json-schema PAINT."""
     (tmp_path / "paint.json").write_text(json.dumps(PAINT))
     red_image.save(tmp_path / "red.png")
-    done = subprocess.run([sys.executable, "-m", "ovphi", "ask", str(int4_ir), "--image", str(tmp_path / "red.png"),
-                           "--no-cache", "--json-schema", str(tmp_path / "paint.json"), "--temperature", "1",
-                           "--seed", "4"], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "ovphi", "ask", str(int4_ir), "--image", str(tmp_path / "red.png"),
+                           "--no-cache", "--json-schema", str(tmp_path / "paint.json"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ask_prints_json_valid_against_the_schema_file(int4_ir, red_image, tmp_path):
+    done = ask_paint(int4_ir, red_image, tmp_path, "--temperature", "1", "--seed", "4")
     assert done.returncode == 0, done.stderr
     jsonschema.validate(json.loads(done.stdout), PAINT)
 
 
 def test_an_engine_that_cannot_constrain_refuses_a_schema_with_one_line(int4_ir, red_image, tmp_path):
-    (tmp_path / "paint.json").write_text(json.dumps(PAINT))
-    red_image.save(tmp_path / "red.png")
-    done = subprocess.run([sys.executable, "-m", "ovphi", "ask", str(int4_ir), "--image", str(tmp_path / "red.png"),
-                           "--no-cache", "--backend", "genai", "--json-schema", str(tmp_path / "paint.json")],
-                          capture_output=True, text=True, timeout=300)
+    done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai")
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "genai engine cannot constrain an answer" in done.stderr

@@ -7,14 +7,12 @@ control characters exist only as byte-fallback tokens: 20 of 20 sampled answers 
 schema) validated with llguidance; 16 of 20 with xgrammar 0.2.9, which let raw control characters into
 strings."""
 import json
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from ..errors import OvphiError
-
-TOKENIZERS = {}  # id(HF tokenizer) -> (the tokenizer, its llguidance copy): building one takes about a second
-
 
 def json_lark(schema):
     """The Lark rule body for JSON valid against `schema` (a dict), compact as the OpenAI API answers."""
@@ -35,6 +33,7 @@ def schema_grammar(schema_text):
     return grammar
 
 
+@lru_cache(maxsize=64)  # a grammar is checked where it is made and where a GenerationConfig takes it
 def check_grammar(grammar, what="the grammar"):
     """An OvphiError in one line if llguidance cannot compile the Lark grammar."""
     import llguidance
@@ -46,15 +45,13 @@ def check_grammar(grammar, what="the grammar"):
         raise OvphiError(f"{what} cannot be used: {reason[2] or reason[0]}")
 
 
+@lru_cache(maxsize=4)  # building one takes up to a second
 def guidance_tokenizer(tokenizer, vocabulary, stop_ids):
-    """llguidance's view of a Hugging Face tokenizer for `vocabulary` logits, ending on any of stop_ids."""
+    """llguidance's view of a Hugging Face tokenizer for `vocabulary` logits, ending on any of stop_ids (a
+    tuple)."""
     import llguidance.hf
 
-    kept = TOKENIZERS.get(id(tokenizer))
-    if kept is None or kept[0] is not tokenizer:
-        kept = TOKENIZERS[id(tokenizer)] = (tokenizer, llguidance.hf.from_tokenizer(
-            tokenizer, n_vocab=vocabulary, eos_token=sorted(stop_ids)))
-    return kept[1]
+    return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocabulary, eos_token=list(stop_ids))
 
 
 class Constraint:
@@ -64,18 +61,16 @@ class Constraint:
     def __init__(self, grammar, tokenizer, vocabulary, stop_ids):
         import llguidance
 
-        self.matcher = llguidance.LLMatcher(guidance_tokenizer(tokenizer, vocabulary, stop_ids),
+        self.matcher = llguidance.LLMatcher(guidance_tokenizer(tokenizer, vocabulary, tuple(sorted(stop_ids))),
                                             llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0)
         if self.matcher.is_error():
             raise OvphiError(f"the grammar cannot be used: {self.matcher.get_error()}")
-        self.vocabulary = vocabulary
 
     def mask(self, logits):
         """Set, in place, the (1, vocabulary) logits of tokens the schema does not allow next to -inf."""
         bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
         allowed = torch.from_numpy(np.unpackbits(bits, bitorder="little")[:logits.shape[-1]].astype(bool))
         logits[..., ~allowed] = float("-inf")
-        return logits
 
     def advance(self, token):
         """Take the sampled token; an OvphiError if the schema did not allow it (a bug, never the user's). After

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import OvphiError
+from ..errors import OvphiError, Unsupported
 from ..files import check_model_folder, read_json
 from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
@@ -168,13 +168,16 @@ class Engine(ABC):
             self.stop_requested.clear()  # for what runs outside a turn (warm_up_vision, score): nothing to stop
 
     def check_generation(self, generation):
-        """An OvphiError if the turn asks for what this engine cannot do."""
-        asked = [what for what, given in (("constrain an answer (a JSON schema, tool calls)", generation.grammar),
-                                          ("apply logit_bias", generation.logit_bias),
-                                          ("apply presence or frequency penalties",
-                                           generation.presence_penalty or generation.frequency_penalty)) if given]
-        if asked and not self.capabilities.sampler:
-            raise OvphiError(f"the {self.name} engine cannot {asked[0]}: use the optimum engine (--backend optimum)")
+        """Unsupported, naming the field, if the turn asks for what this engine cannot do."""
+        if self.capabilities.sampler:
+            return
+        for field_name, what in (("grammar", "constrain an answer (a JSON schema, tool calls)"),
+                                 ("logit_bias", "apply logit_bias"),
+                                 ("presence_penalty", "apply presence or frequency penalties"),
+                                 ("frequency_penalty", "apply presence or frequency penalties")):
+            if getattr(generation, field_name):
+                raise Unsupported(f"the {self.name} engine cannot {what}: use the optimum engine (--backend optimum)",
+                                  field_name)
 
     def stop(self):
         """Ask the running turn to end after the current token (its finish reason: cancelled)."""

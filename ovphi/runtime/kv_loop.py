@@ -184,9 +184,9 @@ class KVTurnLoop:
         """One turn (see Engine.generate)."""
         started = time.perf_counter()
         ids, image_inputs = self.prompt(conversation, generation.num_crops)
-        constraint = generation.grammar and Constraint(generation.grammar, self.tokenizer, self.config["vocab_size"],
-                                                       self.stop_ids)
-        sampler = Sampler(generation, len(self.tokenizer), constraint or None)  # checks logit_bias before any prefill
+        constraint = Constraint(generation.grammar, self.tokenizer, self.config["vocab_size"],
+                                self.stop_ids) if generation.grammar else None
+        sampler = Sampler(generation, len(self.tokenizer), constraint)  # checks logit_bias before any prefill
         digests = [part.digest for part in conversation.images]
         try:
             logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from ..errors import OvphiError, PromptTooLong
+from ..errors import OvphiError, PromptTooLong, Unsupported
 from ..images import MAX_BYTES, MAX_IMAGES
 from ..runtime import Chunk, Status, TurnResult
 from .metrics import Metrics
@@ -153,12 +153,10 @@ class Server:
         generation = generation_of(body, settings)
         try:
             self.engine.check_generation(generation)
-        except OvphiError as error:
-            asked = [name for name, given in (("tools", chosen_tools(body.tools, body.tool_choice)),
-                                              ("response_format", generation.grammar), ("logit_bias", body.logit_bias),
-                                              ("presence_penalty", body.presence_penalty),
-                                              ("frequency_penalty", body.frequency_penalty)) if given]
-            raise RequestError(str(error), param=asked[0], code="unsupported_parameter") from None
+        except Unsupported as error:  # the request's field of the same name, but for the grammar's two sources
+            grammar_source = "tools" if chosen_tools(body.tools, body.tool_choice) else "response_format"
+            raise RequestError(str(error), param=grammar_source if error.field == "grammar" else error.field,
+                               code="unsupported_parameter") from None
         if self.metrics.queue_depth >= settings.max_queue:
             raise RequestError("the server is busy: too many requests are waiting", status=429,
                                code="rate_limit_exceeded")
@@ -381,21 +379,23 @@ def create_app(load_engine, settings):
                 {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]} | (extra or {})) + "\n\n"
 
         async def sse():
-            held = None if tools and not must_call(body.tool_choice) else "" if tools else False  # a call's text
+            # whether the answer is a tool call, whose text is held and sent whole as delta.tool_calls at the end:
+            # known at once but for tool_choice auto (None), where a call opens a JSON object and text never does
+            calling, held = (None if not must_call(body.tool_choice) else True) if tools else False, ""
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 async for text, event in turn:
-                    if text and held is None:  # tool_choice auto: a call opens a JSON object, text never does
-                        held = "" if text.startswith("{") else False
-                    if text and held is not False:
-                        held += text  # sent whole, as delta.tool_calls, once the answer is complete
+                    if text and calling is None:
+                        calling = text.startswith("{")
+                    if text and calling:
+                        held += text
                     elif text:
                         yield chunk({"content": text})
                     if isinstance(event, Status):
                         if body.ovphi_status:  # the page's extension: a named event OpenAI clients never get
                             yield "event: status\ndata: " + json.dumps(status_body(event)) + "\n\n"
                     elif event is not None:
-                        reason, call = finish_reason(event, stops), held and tool_call_of(held, tools)
+                        reason, call = finish_reason(event, stops), tool_call_of(held, tools)
                         if call:
                             yield chunk({"tool_calls": [{"index": 0} | call]})
                             reason = "tool_calls"
