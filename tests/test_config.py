@@ -1,6 +1,9 @@
 """GenerationConfig and RuntimeOptions: validated once, before any model loads; --ov-option parsing."""
+import argparse
+
 import pytest
 
+from ovphi.commands.options import add_device_options, device_arguments, runtime_options
 from ovphi.errors import OvphiError
 from ovphi.runtime.config import GenerationConfig, RuntimeOptions, parse_properties
 
@@ -64,3 +67,14 @@ def test_ov_options_are_parsed_as_key_value():
     for bad in (["A"], ["=1"], [" =1"]):
         with pytest.raises(OvphiError, match="is not KEY=VALUE"):
             parse_properties(bad)
+
+
+@pytest.mark.parametrize("options", [
+    RuntimeOptions(),
+    RuntimeOptions(device="GPU.1", precision="f32", kv_cache_precision="u8", performance_hint="THROUGHPUT",
+                   cache=False, properties={"DYNAMIC_QUANTIZATION_GROUP_SIZE": "64", "A": "x=y"}, prefix_cache_mb=0),
+])
+def test_device_arguments_parse_back_to_the_same_runtime_options(options):
+    parser = argparse.ArgumentParser()
+    add_device_options(parser)
+    assert runtime_options(parser.parse_args(device_arguments(options))) == options

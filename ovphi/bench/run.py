@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import roofline
 from ..calibration.sources import BUILTIN
+from ..commands.options import device_arguments
 from ..convert.manifest import package_versions
 from ..cpu import cpu_flags, cpu_kind, cpu_model
 from ..errors import OvphiError
@@ -77,10 +78,8 @@ def measure_load(model_dir, backend, options):
 def ask_process(model_dir, backend, options, max_new_tokens, image):
     """The JSON answer of a separate `ovphi ask` process on one image (ignoring end-of-sequence)."""
     command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
-               "--device", options.device, "--format", "json", "--max-new-tokens", str(max_new_tokens),
-               "--prompt", SCENARIOS["image_nc4"].turns[0]]
-    command += [f"--ov-option={key}={value}" for key, value in options.properties.items()]
-    command += ["--precision", options.precision] if options.precision else []
+               "--format", "json", "--max-new-tokens", str(max_new_tokens),
+               "--prompt", SCENARIOS["image_nc4"].turns[0], *device_arguments(options)]
     result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise OvphiError(f"`ovphi ask` on {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")

@@ -56,6 +56,16 @@ def runtime_options(args, precision=None):
                           prefix_cache_mb=args.prefix_cache_mb)
 
 
+def device_arguments(options):
+    """The command-line arguments that runtime_options() turns back into these RuntimeOptions."""
+    arguments = ["--device", options.device, "--performance-hint", options.performance_hint,
+                 "--prefix-cache-mb", str(options.prefix_cache_mb)]
+    arguments += ["--precision", options.precision] if options.precision else []
+    arguments += ["--kv-cache-precision", options.kv_cache_precision] if options.kv_cache_precision else []
+    arguments += [] if options.cache else ["--no-cache"]
+    return arguments + [f"--ov-option={key}={value}" for key, value in options.properties.items()]
+
+
 def add_generation_options(parser, max_new_tokens=GenerationConfig.max_new_tokens):
     defaults = GenerationConfig()
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="longest answer, in tokens")
