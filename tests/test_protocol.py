@@ -32,8 +32,9 @@ REFUSED = [  # (what the request changes, the param the 400 names, words of its 
     ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream is true"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
     ({"n": 2}, "n", "only n = 1"),
-    ({"logprobs": True}, "logprobs", "not supported"),
-    ({"top_logprobs": 2}, "top_logprobs", "not supported"),
+    ({"logprobs": True}, "logprobs", "cannot report log probabilities"),  # the fake engine
+    ({"top_logprobs": 2}, "top_logprobs", "only allowed when logprobs is true"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "0 to 20"),
     ({"logit_bias": {"50256": -100}}, "logit_bias", "cannot apply logit_bias"),  # the fake engine
     ({"logit_bias": {"x": 1}}, "logit_bias", "keys are token ids"),
     ({"logit_bias": {"5": 101}}, "logit_bias", "-100 to 100"),

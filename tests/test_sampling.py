@@ -1,11 +1,12 @@
 """Every path of choosing the next token: greedy, repetition penalty, temperature, top-k, top-p, seeds, ids with no
-token, logit_bias, presence and frequency penalties."""
+token, logit_bias, presence and frequency penalties; the log probabilities reported."""
 import pytest
 import torch
+from tokenizers import AddedToken
 
 from ovphi.errors import OvphiError
 from ovphi.runtime.config import GenerationConfig
-from ovphi.runtime.sampling import Sampler
+from ovphi.runtime.sampling import Sampler, token_logprob
 
 LOGITS = torch.tensor([[1.0, 3.0, 2.9, 0.5, -1.0]])
 HISTORY = torch.tensor([[1]])  # token 1 was said before
@@ -64,3 +65,31 @@ def test_frequency_penalty_grows_with_each_use_and_presence_penalty_does_not():
 def test_penalties_and_biases_out_of_range_are_refused(change, says):
     with pytest.raises(OvphiError, match=says):
         GenerationConfig(**change)
+
+
+class Pieces:
+    """What token_logprob reads of a tokenizer, over five SentencePiece pieces, two of them special."""
+
+    pieces = ("<unk>", "\u2581the", "<0x7B>", "<0xC3>", "<|end|>")
+
+    @property
+    def added_tokens_decoder(self):
+        return {0: AddedToken("<unk>", special=True), 4: AddedToken("<|end|>", special=True)}
+
+    def __len__(self):
+        return len(self.pieces)
+
+    def convert_ids_to_tokens(self, token_id):
+        return self.pieces[token_id]
+
+
+def test_token_logprob_is_the_models_distribution_over_the_tokens_with_the_most_likely_first():
+    logits = torch.cat([LOGITS, torch.tensor([[9.0, 9.0]])], dim=1)  # two ids past the tokenizer's five
+    entry = token_logprob(logits, 2, Pieces(), top=3)
+    expected = torch.log_softmax(LOGITS[0], -1)
+    assert entry.token_id == 2 and entry.bytes == b"{" and entry.logprob == pytest.approx(float(expected[2]))
+    assert [other.token_id for other in entry.top] == [1, 2, 0]
+    assert [(other.text, other.bytes) for other in entry.top] == [(" the", b" the"), ("{", b"{"), ("<unk>", None)]
+    assert [other.logprob for other in entry.top] == pytest.approx([float(expected[i]) for i in (1, 2, 0)])
+    alone = token_logprob(logits, 3, Pieces(), top=0)
+    assert alone.top == () and (alone.text, alone.bytes) == ("\\xc3", b"\xc3")  # a character's first byte

@@ -1,5 +1,5 @@
-"""`response_format`, tool calls and `--json-schema` through a real server, the `openai` client and the real
-CLI on the tiny INT4 IR: its weights are random, so only the constraint can make an answer valid."""
+"""`response_format`, tool calls, logprobs and `--json-schema` through a real server, the `openai` client and the
+real CLI on the tiny INT4 IR: its weights are random, so only the constraint can make an answer valid."""
 import json
 import subprocess
 import sys
@@ -145,6 +145,30 @@ def test_logit_bias_reaches_the_decode_step_and_must_name_a_token(server, int4_i
     assert reply.status_code == 400 and "logit_bias names token 99999" in reply.json()["error"]["message"]
 
 
+def test_logprobs_come_with_each_answer_token_streamed_or_not_and_end_where_a_stop_string_cuts(server):
+    client = server.client()
+    asked = {"model": server.model, "messages": ASK, "max_tokens": 12, "temperature": 0, "logprobs": True,
+             "top_logprobs": 3, "extra_body": {"ignore_eos": True}}
+    answer = client.chat.completions.create(**asked).choices[0]
+    tokens = answer.logprobs.content
+    assert len(tokens) == 12
+    for token in tokens:  # greedy: each chosen token is its place's most likely one
+        assert [other.logprob for other in token.top_logprobs] == sorted(
+            (other.logprob for other in token.top_logprobs), reverse=True)
+        assert len(token.top_logprobs) == 3 and token.top_logprobs[0].token == token.token
+        assert token.logprob == token.top_logprobs[0].logprob <= 0
+    text = b"".join(bytes(token.bytes or []) for token in tokens).decode("utf-8", "replace")
+    assert text.lstrip() == answer.message.content.lstrip()  # the first token's word-start space is its own
+    streamed = [chunk.choices[0].logprobs for chunk in client.chat.completions.create(**asked, stream=True)
+                if chunk.choices and chunk.choices[0].logprobs]
+    assert [token.token for part in streamed for token in part.content] == [token.token for token in tokens]
+    stop = answer.message.content[len(answer.message.content) // 2:][:2]  # two characters from the middle
+    cut = client.chat.completions.create(**asked | {"stop": [stop]}).choices[0]
+    kept = cut.logprobs.content
+    assert cut.message.content == answer.message.content[:answer.message.content.index(stop)]
+    assert [token.token for token in kept] == [token.token for token in tokens[:len(kept)]] and len(kept) < 12
+
+
 def ask_paint(int4_ir, red_image, tmp_path, *args):
     """`ovphi ask` about a red picture with --json-schema PAINT."""
     (tmp_path / "paint.json").write_text(json.dumps(PAINT))
@@ -164,3 +188,15 @@ def test_an_engine_that_cannot_constrain_refuses_a_schema_with_one_line(int4_ir,
     done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai")
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "genai engine cannot constrain an answer" in done.stderr
+
+
+def test_ask_lists_each_answer_tokens_logprob_in_its_json(int4_ir, red_image, tmp_path):
+    done = ask_paint(int4_ir, red_image, tmp_path, "--format", "json", "--logprobs", "2")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    tokens = answer["logprobs"]
+    assert "".join(token["token"] for token in tokens).strip() == answer["answer"]  # JSON: no byte-split characters
+    for token in tokens:  # the constraint chose them: the model's own favourites are often elsewhere
+        assert len(token["top"]) == 2 and token["top"][0]["logprob"] >= max(token["logprob"], token["top"][1]["logprob"])
+    refused = ask_paint(int4_ir, red_image, tmp_path, "--logprobs", "2")
+    assert refused.returncode == 1 and refused.stderr.strip() == "ovphi ask: error: --logprobs needs --format json"

@@ -34,6 +34,8 @@ def setup_arg_parser():
     parser.add_argument("--prompt-file", help="read the question from this UTF-8 file")
     parser.add_argument("--format", choices=["txt", "json"], default="txt")
     parser.add_argument("--output", help="write the answer (txt or json) to this file")
+    parser.add_argument("--logprobs", type=int, metavar="N",
+                        help="with --format json: each token's log probability and the N most likely at its place")
     add_generation_options(parser)
     return parser
 
@@ -55,6 +57,12 @@ def read_prompt(args):
     return args.prompt
 
 
+def token_json(token):
+    """A TokenLogprob as JSON: its id, text and log probability, and the tokens most likely at its place."""
+    entry = {"id": token.token_id, "token": token.text, "logprob": token.logprob}
+    return entry | ({"top": [token_json(other) for other in token.top]} if token.top else {})
+
+
 def main(args):
     task = args.task or ("summary" if args.frames else "caption")
     prompt = read_prompt(args)
@@ -62,7 +70,9 @@ def main(args):
         raise OvphiError("--task vqa needs --prompt with the question")
     if prompt is not None and not prompt.strip():
         raise OvphiError("the prompt is empty")
-    generation = generation_config(args)
+    if args.logprobs is not None and args.format != "json":
+        raise OvphiError("--logprobs needs --format json")
+    generation = replace(generation_config(args), logprobs=args.logprobs)
     options = runtime_options(args)
     if args.output:
         check_output_file(args.output)
@@ -78,8 +88,11 @@ def main(args):
     ready_s = seconds_since_start()
     stream_to_terminal = args.format == "txt" and not args.output
     status = StatusLine() if stream_to_terminal else None
+    tokens = []
     try:
         for event in ChatSession(engine, generation).ask(prompt or TASK_PROMPTS[task], images):
+            if isinstance(event, Chunk):
+                tokens += [token_json(token) for token in event.logprobs]
             if stream_to_terminal:
                 status.show(event)
                 if isinstance(event, Chunk):
@@ -95,7 +108,8 @@ def main(args):
                            "model": str(args.model_dir), "device": engine.device, "backend": engine.name,
                            "images": args.image, "frames": args.frames, "timings": result.timings.as_dict(),
                            "ready_s": ready_s, "peak_rss_bytes": peak_rss_bytes(),
-                           "rss_file_bytes": rss_file_bytes()}, indent=2) + "\n"
+                           "rss_file_bytes": rss_file_bytes()} | ({"logprobs": tokens} if args.logprobs is not None
+                                                                  else {}), indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text)
     elif stream_to_terminal:

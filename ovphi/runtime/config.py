@@ -15,6 +15,7 @@ PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 # overflow float32 (and openvino.genai reads a float32 temperature of 0)
 GREEDY_BELOW = 1e-5
 SEEDS = 1 << 64  # a seed is an unsigned 64-bit number (torch and openvino.genai both take that range)
+MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI's top_logprobs
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class GenerationConfig:
     answers of exactly max_new_tokens (benchmarks). grammar: an llguidance Lark grammar the answer is
     constrained to while it is generated (constraint.schema_grammar makes one of a JSON schema), in engines
     with capabilities.sampler, as are logit_bias ({token id: -100 to 100 added to its logit}) and OpenAI's
-    presence and frequency penalties (-2 to 2, over the answer's tokens)."""
+    presence and frequency penalties (-2 to 2, over the answer's tokens). logprobs (0 to 20, None: off): each
+    answer token's log probability, with that many of the most likely tokens at its place, in Chunk.logprobs."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -38,6 +40,7 @@ class GenerationConfig:
     logit_bias: dict = field(default_factory=dict)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logprobs: int | None = None
 
     def __post_init__(self):
         for name in ("temperature", "top_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
@@ -63,6 +66,8 @@ class GenerationConfig:
         for token, bias in self.logit_bias.items():
             if not isinstance(token, int) or token < 0 or not -100 <= bias <= 100:
                 raise OvphiError(f"logit_bias maps token ids (0 or more) to -100 to 100, not {token}: {bias}")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise OvphiError(f"logprobs must be 0 to {MAX_TOP_LOGPROBS} alternatives, not {self.logprobs}")
         if self.grammar is not None:
             from .constraint import check_grammar
 

@@ -28,6 +28,7 @@ IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
             "preprocessor_config.json", "tokenizer_config.json"]
 TOKENIZER_IRS = ["openvino_tokenizer.xml", "openvino_detokenizer.xml"]
 FINISH_REASONS = ("stop", "length", "cancelled")
+DEFAULT_GENERATION = GenerationConfig()
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,17 @@ class Capabilities:
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     prefix_cache: bool = False  # KV snapshots after images serve new conversations (RuntimeOptions.prefix_cache_mb)
-    sampler: bool = False  # ovphi's Sampler picks each token: GenerationConfig's grammar, logit_bias, penalties
+    sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of the answer as it streams."""
+    """A piece of the answer as it streams; with GenerationConfig.logprobs, a TokenLogprob per answer token."""
 
     text: str
     token_ids: list
     time_s: float  # seconds since the turn started
+    logprobs: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,9 @@ class Engine(ABC):
         for field_name, what in (("grammar", "constrain an answer (a JSON schema, tool calls)"),
                                  ("logit_bias", "apply logit_bias"),
                                  ("presence_penalty", "apply presence or frequency penalties"),
-                                 ("frequency_penalty", "apply presence or frequency penalties")):
-            if getattr(generation, field_name):
+                                 ("frequency_penalty", "apply presence or frequency penalties"),
+                                 ("logprobs", "report log probabilities")):
+            if getattr(generation, field_name) != getattr(DEFAULT_GENERATION, field_name):
                 raise Unsupported(f"the {self.name} engine cannot {what}: use the optimum engine (--backend optimum)",
                                   field_name)
 

@@ -29,7 +29,7 @@ from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import prompt_ids
-from .sampling import Sampler
+from .sampling import Sampler, token_logprob
 from .timings import from_token_times
 
 
@@ -204,8 +204,11 @@ class KVTurnLoop:
             token = sampler.next_token(history, logits)
             answer.append(token)
             token_times.append(time.perf_counter() - started)
-            emit(Chunk(text.feed([token]), [token], token_times[-1]))
-            if token in self.stop_ids and not generation.ignore_eos:
+            stopped = token in self.stop_ids and not generation.ignore_eos
+            reported = generation.logprobs is not None and not stopped  # the answer's tokens, as TurnResult's
+            logprobs = (token_logprob(logits, token, self.tokenizer, generation.logprobs),) if reported else ()
+            emit(Chunk(text.feed([token]), [token], token_times[-1], logprobs))
+            if stopped:
                 break
             if len(self.cached_ids) + 1 >= self.context:
                 break

@@ -2,8 +2,9 @@
 top-p, after an optional repetition penalty; the same rules as openvino.genai's GenerationConfig. Ids past
 the tokenizer's vocabulary (the model has more logits than tokens) are never chosen, and a Constraint
 leaves only the tokens its grammar allows; logit_bias and OpenAI's presence and frequency penalties (over the
-answer's own tokens) shift the logits first."""
+answer's own tokens) shift the logits first. token_logprob reports what the model gave a chosen token."""
 import time
+from dataclasses import dataclass
 
 import torch
 from transformers.generation.logits_process import (
@@ -15,6 +16,30 @@ from transformers.generation.logits_process import (
 )
 
 from ..errors import OvphiError
+from .detokenize import token_parts
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token: its id, text and UTF-8 bytes (None for a special token, which adds no text), its log probability
+    and (for a chosen token) the most likely tokens at its place."""
+
+    token_id: int
+    text: str
+    bytes: bytes | None
+    logprob: float
+    top: tuple = ()
+
+
+def token_logprob(logits, token, tokenizer, top):
+    """TokenLogprob of `token` and of the `top` most likely tokens under the model's own distribution at that
+    place, logits (1, n) over the tokenizer's ids: before temperature, bias, penalties or a constraint (as vLLM's
+    default), so the numbers say what the model thinks whatever the sampling settings."""
+    logprobs = torch.log_softmax(logits[0, :len(tokenizer)].float(), -1)
+    best = torch.topk(logprobs, top) if top else None
+    alternatives = () if best is None else tuple(
+        TokenLogprob(int(i), *token_parts(tokenizer, int(i)), float(value)) for value, i in zip(*best))
+    return TokenLogprob(token, *token_parts(tokenizer, token), float(logprobs[token]), alternatives)
 
 
 class Sampler:

@@ -51,14 +51,19 @@ class ServerSettings:
 
 
 class StopStrings:
-    """Cuts an answer at the first of the request's stop strings; holds back text that may begin one."""
+    """Cuts an answer at the first of the request's stop strings; holds back text that may begin one, and the
+    log probabilities of the tokens whose text it holds."""
 
     def __init__(self, stops):
         self.stops = [stops] if isinstance(stops, str) else [s for s in stops or [] if s]
         self.text, self.sent, self.hit = "", 0, False
+        self.pending = []  # (where its text starts in self.text, TokenLogprob) of tokens not yet sent
 
-    def add(self, piece):
-        """The text that can be sent now."""
+    def add(self, piece, logprobs=()):
+        """(the text that can be sent now, the TokenLogprobs of the tokens whose text it begins)."""
+        if self.hit:  # tokens generated before the engine saw the stop: not the answer's
+            return "", []
+        self.pending += [(len(self.text), entry) for entry in logprobs]
         self.text += piece
         for stop in self.stops:
             if stop in self.text:
@@ -66,12 +71,27 @@ class StopStrings:
         hold = 0 if self.hit else max((len(s) - 1 for s in self.stops), default=0)
         ready = self.text[self.sent:max(self.sent, len(self.text) - hold)]
         self.sent += len(ready)
-        return ready
+        return ready, self.release(self.sent)
 
     def rest(self):
+        """(the text held back, the TokenLogprobs of its tokens) at the answer's end."""
         ready = self.text[self.sent:]
         self.sent = len(self.text)
+        return ready, self.release(self.sent if self.hit else float("inf"))
+
+    def release(self, end):
+        ready = [entry for start, entry in self.pending if start < end]
+        self.pending = [(start, entry) for start, entry in self.pending if start >= end]
         return ready
+
+
+def logprobs_body(entries):
+    """OpenAI's choice.logprobs of the answer tokens' TokenLogprobs."""
+    def token(entry):
+        return {"token": entry.text, "logprob": entry.logprob,
+                "bytes": None if entry.bytes is None else list(entry.bytes)}
+    return {"content": [token(entry) | {"top_logprobs": [token(other) for other in entry.top]} for entry in entries],
+            "refusal": None}
 
 
 PAGE = Path(__file__).parent / "page"
@@ -175,7 +195,8 @@ class Server:
         return conversation, events, first
 
     async def turn(self, request, conversation, events, first, stops):
-        """Async iterator over (text to send, the Status or TurnResult that came, or None); stops the engine when
+        """Async iterator over (text to send, its tokens' TokenLogprobs, the Status or TurnResult that came, or
+        None); stops the engine when
         the client goes away (checked after every token: uvicorn does not cancel a streamed response), the
         deadline passes or a stop string appears; releases the slot at the end."""
         deadline = time.monotonic() + self.settings.request_timeout_s
@@ -184,17 +205,17 @@ class Server:
             while event is not None:
                 if isinstance(event, TurnResult):
                     result = event
-                    yield stops.rest(), result
+                    yield *stops.rest(), result
                     finished = True
                     return
                 if isinstance(event, Status):
-                    yield "", event
+                    yield "", [], event
                 elif isinstance(event, Chunk):
-                    text = stops.add(event.text)
+                    text, logprobs = stops.add(event.text, event.logprobs)
                     if stops.hit or time.monotonic() > deadline:
                         self.engine.stop()
-                    if text:
-                        yield text, None
+                    if text or logprobs:
+                        yield text, logprobs, None
                 if await request.is_disconnected():
                     self.engine.stop()
                 event = await anyio.to_thread.run_sync(next, events, None)
@@ -363,34 +384,41 @@ def create_app(load_engine, settings):
                 "system_fingerprint": settings.fingerprint}
         server.metrics.request(200)
         tools = chosen_tools(body.tools, body.tool_choice)
+        asked_logprobs = bool(body.logprobs)
         if not body.stream:
-            async for _, result in turn:  # the last event is the TurnResult
-                pass
+            logprobs = []
+            async for _, entries, result in turn:  # the last event is the TurnResult
+                logprobs += entries
             message = {"role": "assistant", "content": stops.text}  # the text the same answer streamed
             reason = finish_reason(result, stops)
             call = tool_call_of(stops.text, tools)
-            if call:
-                message, reason = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+            if call:  # logprobs are of the content, which a call has none of
+                message, reason, asked_logprobs = {"role": "assistant", "content": None, "tool_calls": [call]}, \
+                    "tool_calls", False
             return head | {"object": "chat.completion", "usage": usage(result), "timings": timings(result), "choices": [{
-                "index": 0, "message": message, "finish_reason": reason, "logprobs": None}]}
+                "index": 0, "message": message, "finish_reason": reason,
+                "logprobs": logprobs_body(logprobs) if asked_logprobs else None}]}
 
-        def chunk(delta, reason=None, extra=None):
+        def chunk(delta, reason=None, extra=None, logprobs=None):
             return "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [
-                {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]} | (extra or {})) + "\n\n"
+                {"index": 0, "delta": delta, "finish_reason": reason,
+                 "logprobs": logprobs_body(logprobs) if asked_logprobs and logprobs else None}]}
+                | (extra or {})) + "\n\n"
 
         async def sse():
             # whether the answer is a tool call, whose text is held and sent whole as delta.tool_calls at the end:
             # known at once but for tool_choice auto (None), where a call opens a JSON object and text never does
-            calling, held = (None if not must_call(body.tool_choice) else True) if tools else False, ""
+            calling, held, held_logprobs = (None if not must_call(body.tool_choice) else True) if tools else False, "", []
             try:
                 yield chunk({"role": "assistant", "content": ""})
-                async for text, event in turn:
+                async for text, logprobs, event in turn:
                     if text and calling is None:
                         calling = text.startswith("{")
-                    if text and calling:
-                        held += text
-                    elif text:
-                        yield chunk({"content": text})
+                    if calling is not False:
+                        held, held_logprobs = held + text, held_logprobs + logprobs
+                    elif text or logprobs or held_logprobs:  # tokens of no text yet held while auto was undecided
+                        yield chunk({"content": text}, logprobs=held_logprobs + logprobs)
+                        held_logprobs = []
                     if isinstance(event, Status):
                         if body.ovphi_status:  # the page's extension: a named event OpenAI clients never get
                             yield "event: status\ndata: " + json.dumps(status_body(event)) + "\n\n"
@@ -400,7 +428,7 @@ def create_app(load_engine, settings):
                             yield chunk({"tool_calls": [{"index": 0} | call]})
                             reason = "tool_calls"
                         elif held:
-                            yield chunk({"content": held})
+                            yield chunk({"content": held}, logprobs=held_logprobs)
                         yield chunk({}, reason, {"timings": timings(event)})
                         if body.stream_options and body.stream_options.include_usage:
                             yield "data: " + json.dumps(head | {"object": "chat.completion.chunk", "choices": [],

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 from ..errors import OvphiError
 from ..images import decode, fetch, read_local
 from ..runtime import Conversation, GenerationConfig, ImagePart
-from ..runtime.config import SEEDS
+from ..runtime.config import MAX_TOP_LOGPROBS, SEEDS
 from ..runtime.constraint import schema_grammar
 from .tools import call_text, chosen_tools, tool_grammar, tool_result_text, tools_prompt
 
@@ -130,13 +130,12 @@ def generation_of(request, settings):
     """GenerationConfig of a request; the API's defaults where it says nothing (temperature 1 as OpenAI's)."""
     if request.n != 1:
         raise RequestError("only n = 1 is supported", param="n")
-    refuse_unsupported(request)
     if request.stream_options is not None and not request.stream:
         raise RequestError("stream_options is only allowed when stream is true", param="stream_options")
     if isinstance(request.stop, list) and len(request.stop) > 4:
         raise RequestError("stop takes at most 4 sequences", param="stop")
     max_tokens = request.max_completion_tokens or request.max_tokens or settings.max_tokens
-    grammar, logit_bias = answer_grammar(request), logit_bias_of(request)
+    grammar, logit_bias, logprobs = answer_grammar(request), logit_bias_of(request), logprobs_of(request)
     try:
         return GenerationConfig(max_new_tokens=min(max_tokens, settings.max_tokens),
                                 temperature=settings.temperature if request.temperature is None else request.temperature,
@@ -144,7 +143,7 @@ def generation_of(request, settings):
                                 seed=None if request.seed is None else request.seed % SEEDS,
                                 ignore_eos=request.ignore_eos, grammar=grammar, logit_bias=logit_bias,
                                 presence_penalty=request.presence_penalty or 0.0,
-                                frequency_penalty=request.frequency_penalty or 0.0)
+                                frequency_penalty=request.frequency_penalty or 0.0, logprobs=logprobs)
     except OvphiError as error:
         raise RequestError(str(error)) from None
 
@@ -200,10 +199,11 @@ def format_grammar(response_format):
         raise RequestError(str(error), param="response_format.json_schema.schema") from None
 
 
-def refuse_unsupported(request):
-    """A 400 naming the first parameter that asks for what this server cannot do yet (never silently ignored)."""
-    asked = {"logprobs": bool(request.logprobs), "top_logprobs": request.top_logprobs is not None}
-    for name, given in asked.items():
-        if given:
-            raise RequestError(f"{name} is not supported by this server yet", param=name,
-                               code="unsupported_parameter")
+def logprobs_of(request):
+    """GenerationConfig.logprobs of a request: None, or how many alternatives each answer token comes with."""
+    if request.top_logprobs is not None and not request.logprobs:
+        raise RequestError("top_logprobs is only allowed when logprobs is true", param="top_logprobs")
+    if request.top_logprobs is not None and not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise RequestError(f"top_logprobs must be 0 to {MAX_TOP_LOGPROBS}, not {request.top_logprobs}",
+                           param="top_logprobs")
+    return (request.top_logprobs or 0) if request.logprobs else None
