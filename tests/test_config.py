@@ -50,8 +50,11 @@ def test_bad_runtime_options_are_one_line_errors(settings, message):
 def test_runtime_options_become_openvino_properties(tmp_path):
     options = RuntimeOptions(precision="f32", kv_cache_precision="f16", properties={"NUM_STREAMS": "1"})
     assert options.openvino_properties(tmp_path) == {
-        "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(tmp_path / "model_cache"), "INFERENCE_PRECISION_HINT": "f32",
-        "KV_CACHE_PRECISION": "f16", "NUM_STREAMS": "1"}
+        "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(options.compiled_cache_folder(tmp_path)),
+        "INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f16", "NUM_STREAMS": "1"}
+    assert options.compiled_cache_folder(tmp_path).parent == tmp_path / "model_cache"
+    mine = RuntimeOptions(properties={"CACHE_DIR": "/elsewhere"})  # the user's own cache: left to OpenVINO
+    assert mine.openvino_properties(tmp_path)["CACHE_DIR"] == "/elsewhere" and mine.compiled_cache_folder(tmp_path) is None
     assert "CACHE_DIR" not in RuntimeOptions(cache=False).openvino_properties(tmp_path)
     tmp_path.chmod(0o555)
     try:  # a read-only model folder has no cache (root writes anyway: then the cache is used)

@@ -10,7 +10,7 @@ from ..images import MAX_IMAGES, read_frames, read_image
 from ..resources import peak_rss_bytes, rss_file_bytes, seconds_since_start
 from ..runtime import ChatSession, Chunk, load
 from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
-from .status import StatusLine
+from .status import StatusLine, loaded
 
 TASK_PROMPTS = {
     "caption": "Write a one-sentence caption for this image.",
@@ -84,7 +84,7 @@ def main(args):
         raise OvphiError("give at least one --image or --frames")
     if len(images) > MAX_IMAGES:
         raise OvphiError(f"{len(images)} images; one question takes at most {MAX_IMAGES}")
-    engine = load(args.model_dir, args.backend, options)
+    engine = loaded(load(args.model_dir, args.backend, options), "ovphi ask")
     ready_s = seconds_since_start()
     stream_to_terminal = args.format == "txt" and not args.output
     status = StatusLine() if stream_to_terminal else None

@@ -26,7 +26,7 @@ from .options import (
     runtime_options,
     schema_file_grammar,
 )
-from .status import StatusLine
+from .status import StatusLine, loaded
 
 HELP = ("/image PATH_OR_URL  attach an image to the next question\n"
         "/reset              start a new conversation\n"
@@ -177,7 +177,7 @@ def main(args):
     options = runtime_options(args)
     images = [(read_image(source), source) for source in args.image]
     print(f"loading {args.model_dir} on {args.device} ({args.backend}) ...", file=sys.stderr, flush=True)
-    chat = ChatSession(load(args.model_dir, args.backend, options), generation)
+    chat = ChatSession(loaded(load(args.model_dir, args.backend, options), "ovphi chat"), generation)
     for image, source in images:
         chat.attach(image, source)
     warming = warm_up_in_background(chat.engine)

@@ -7,6 +7,7 @@ Binds 127.0.0.1 by default; another address needs --api-key (or, knowingly, --in
 """
 import argparse
 import ipaddress
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..files import check_model_folder
 from ..images import MAX_IMAGES
 from ..runtime import load
 from .options import HelpFormatter, add_model_options, runtime_options
+from .status import loaded
 
 
 def setup_arg_parser():
@@ -92,7 +94,7 @@ def main(args):
                               allow_private_urls=args.allow_private_urls,
                               allow_local_dir=args.allow_local_dir, cors_origins=tuple(args.cors_origin),
                               created=int(made_at(model_dir)), fingerprint=f"ovphi-{version('ovphi')}-{args.backend}")
-    app = create_app(lambda: load(args.model_dir, args.backend, options), settings)
+    app = create_app(lambda: loaded(load(args.model_dir, args.backend, options), "ovphi serve", sys.stdout), settings)
     print(f"ovphi serve: {settings.model_name} on http://{args.host}:{args.port}/v1 (loading, then warming up);"
           f" chat page at http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",

@@ -1,11 +1,19 @@
 """The live status line on stderr while nothing streams yet: "encoding 1 image (5 crops)", then "reading
 776 prompt tokens", with the seconds spent and those expected from the measured speed. It is drawn only on
-a terminal and erased when the first words of the answer arrive."""
+a terminal and erased when the first words of the answer arrive. And the line a load says about the
+compiled-model cache."""
 import sys
 import threading
 import time
 
 from ..runtime import Chunk, Status
+
+
+def loaded(engine, command, file=sys.stderr):
+    """The engine, after a line on what its load wrote to the compiled-model cache or removed from it."""
+    if engine.compiled_cache and engine.compiled_cache.changed:
+        print(f"{command}: {engine.compiled_cache}", file=file, flush=True)
+    return engine
 
 
 class StatusLine:

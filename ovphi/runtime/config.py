@@ -3,7 +3,6 @@ bundles, each validated once, before any model loads, with the same meaning in e
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import OvphiError
 
@@ -106,14 +105,26 @@ class RuntimeOptions:
 
     def openvino_properties(self, model_dir):
         """The OpenVINO properties these options stand for."""
+        folder = self.compiled_cache_folder(model_dir)
+        return self.plugin_properties() | ({"CACHE_DIR": str(folder)} if folder else {})
+
+    def plugin_properties(self):
+        """The properties but the compiled-model cache's."""
         properties = {"PERFORMANCE_HINT": self.performance_hint}
-        if self.cache and os.access(model_dir, os.W_OK):
-            properties["CACHE_DIR"] = str(Path(model_dir) / "model_cache")
         if self.precision:
             properties["INFERENCE_PRECISION_HINT"] = self.precision
         if self.kv_cache_precision:
             properties["KV_CACHE_PRECISION"] = self.kv_cache_precision
-        return properties | dict(self.properties)
+        return properties | self.properties
+
+    def compiled_cache_folder(self, model_dir):
+        """ovphi's folder in MODEL_DIR/model_cache for these options (compiled_cache.py); None when the cache is
+        off, the model folder is read-only or an --ov-option names another CACHE_DIR."""
+        if not self.cache or "CACHE_DIR" in self.properties or not os.access(model_dir, os.W_OK):
+            return None
+        from .compiled_cache import cache_folder
+
+        return cache_folder(model_dir, self.device, self.plugin_properties())
 
 
 def parse_properties(items):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import OvphiError, Unsupported
 from ..files import check_model_folder, read_json
+from .compiled_cache import keep_only, tree_bytes
 from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
 from .timings import TurnTimings
@@ -110,7 +111,10 @@ class Engine(ABC):
             self.device = "CPU"
         self.options = options if self.capabilities.runtime_options else RuntimeOptions(device=options.device)
         self.stop_requested = threading.Event()
+        cache = self.options.compiled_cache_folder(self.model_dir) if self.capabilities.compiled_cache else None
+        before = tree_bytes(cache) if cache else 0
         self.load_model()
+        self.compiled_cache = keep_only(cache, before) if cache else None  # CacheUse: what the load did to it
         self.reset()
         self.load_seconds = time.perf_counter() - started
 
