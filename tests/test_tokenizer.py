@@ -1,4 +1,5 @@
-"""The tiny tokenizer: Phi-3's added tokens in order, and an OpenVINO conversion that round-trips."""
+"""The tiny tokenizer: Phi-3's added tokens in order, JSON spelt in ordinary tokens with byte fallback for the
+rest, and an OpenVINO conversion that round-trips."""
 import numpy as np
 import openvino as ov
 from openvino_tokenizers import convert_tokenizer
@@ -19,6 +20,17 @@ def test_added_tokens_follow_the_base_vocabulary_in_phi3_order():
     assert ids == list(range(ids[0], ids[0] + 45))
     assert ADDED_TOKENS[7] == "<|end|>" and ADDED_TOKENS[0] == "<|endoftext|>" and ADDED_TOKENS[-1] == "<|image|>"
     assert tokenizer.convert_tokens_to_ids(["<unk>", "<s>", "</s>"]) == [0, 1, 2]
+
+
+def test_json_is_spelt_in_ordinary_tokens_and_other_characters_fall_back_to_bytes():
+    tokenizer = build_tokenizer()
+
+    def pieces(text):
+        return tokenizer.convert_ids_to_tokens(tokenizer.encode(text, add_special_tokens=False))
+
+    assert not [piece for piece in pieces('{"a": [1, -2.5e3], "b": true}') if piece.startswith("<0x")]
+    assert {"{", "}", "[", "]", '"', ":", ",", "-", "0", "9"} <= set(tokenizer.get_vocab())
+    assert pieces("é\x05") == ["\u2581", "<0xC3>", "<0xA9>", "<0x05>"]
 
 
 def test_openvino_tokenizer_round_trips_identically():

@@ -1,4 +1,5 @@
-"""A small Phi-3-style tokenizer built offline: byte-fallback BPE plus Phi-3's added tokens in their real order."""
+"""A small Phi-3-style tokenizer built offline: byte-fallback BPE (JSON's punctuation and the digits among its
+ordinary tokens, as in Llama's) plus Phi-3's added tokens in their real order."""
 import json
 from pathlib import Path
 
@@ -8,6 +9,8 @@ from transformers import AddedToken, LlamaTokenizerFast
 CORPUS = Path(__file__).with_name("corpus.txt")
 BASE_SPECIALS = ["<unk>", "<s>", "</s>"]
 BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
+# ordinary tokens, as in Llama's vocabulary, so that constrained JSON is spelt as the real model spells it
+JSON_CHARACTERS = list('{}[]":,.-+0123456789eE')
 ADDED_TOKENS = (
     ["<|endoftext|>", "<|assistant|>"]
     + [f"<|placeholder{i}|>" for i in range(1, 5)]
@@ -29,7 +32,7 @@ def train_bpe(base_vocab_size):
     learner.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     reserved = len(BASE_SPECIALS) + len(BYTE_TOKENS)
     trainer = trainers.BpeTrainer(vocab_size=base_vocab_size - reserved, show_progress=False,
-                                  special_tokens=[], limit_alphabet=200)
+                                  special_tokens=[], limit_alphabet=200, initial_alphabet=JSON_CHARACTERS)
     learner.train([str(CORPUS)], trainer)
     learned = json.loads(learner.to_str())["model"]
     vocab = {token: i for i, token in enumerate(BASE_SPECIALS + BYTE_TOKENS)}
