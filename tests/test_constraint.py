@@ -31,7 +31,7 @@ def constrained_answer(tokenizer, schema, seed, vocabulary=1088):
     logits = torch.Generator().manual_seed(seed)
     answer = []
     for _ in range(200):
-        token = sampler.next_token(torch.tensor([[0]]), torch.randn(1, vocabulary, generator=logits) * 3)
+        token = sampler.next_token(torch.tensor([[0, *answer]]), torch.randn(1, vocabulary, generator=logits) * 3)
         if token in stop:
             return tokenizer.decode(answer)
         answer.append(token)

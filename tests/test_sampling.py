@@ -13,8 +13,13 @@ HISTORY = torch.tensor([[1]])  # token 1 was said before
 
 
 def draws(generation, count=200, vocabulary=5):
-    sampler = Sampler(generation, vocabulary)
-    return [sampler.next_token(HISTORY, LOGITS.clone()) for _ in range(count)]
+    """`count` tokens drawn after HISTORY from the same logits, each appended to the history as the decode loop
+    does."""
+    sampler, history, drawn = Sampler(generation, vocabulary), HISTORY, []
+    for _ in range(count):
+        drawn.append(sampler.next_token(history, LOGITS.clone()))
+        history = torch.cat([history, torch.tensor([drawn[-1:]])], dim=1)
+    return drawn
 
 
 def test_greedy_takes_the_highest_logit():
@@ -22,7 +27,8 @@ def test_greedy_takes_the_highest_logit():
 
 
 def test_repetition_penalty_moves_greedy_off_a_repeated_token():
-    assert set(draws(GenerationConfig(repetition_penalty=1.5), 5)) == {2}
+    # 3.0 / 1.5 < 2.9 for token 1, said before; then both were said, and 3.0 / 1.5 > 2.9 / 1.5
+    assert draws(GenerationConfig(repetition_penalty=1.5), 5) == [2, 1, 1, 1, 1]
 
 
 def test_sampling_is_seeded_and_follows_the_distribution():
@@ -93,3 +99,17 @@ def test_token_logprob_is_the_models_distribution_over_the_tokens_with_the_most_
     assert [other.logprob for other in entry.top] == pytest.approx([float(expected[i]) for i in (1, 2, 0)])
     alone = token_logprob(logits, 3, Pieces(), top=0)
     assert alone.top == () and (alone.text, alone.bytes) == ("\\xc3", b"\xc3")  # a character's first byte
+
+
+def test_a_callers_logits_processor_sees_the_bias_applied_and_the_growing_history():
+    seen = []
+
+    def favour_three(history, logits):
+        seen.append((history.shape[1], float(logits[0, 4])))
+        logits[0, 3] += 10
+        return logits
+
+    assert draws(GenerationConfig(logits_processors=[favour_three], logit_bias={4: 5}), 3) == [3, 3, 3]
+    assert seen == [(1, 4.0), (2, 4.0), (3, 4.0)]  # -1 + 5: after logit_bias; one more token each time
+    with pytest.raises(OvphiError, match="callables"):
+        GenerationConfig(logits_processors=[3])

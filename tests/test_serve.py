@@ -171,32 +171,6 @@ def test_security_defaults(tiny_dir, red_image):
         server.stop()
 
 
-def test_stop_strings_cut_the_answer_and_hold_back_what_may_begin_one():
-    from ovphi.server.app import StopStrings
-
-    stops = StopStrings(["END", "\n\n"])
-    sent = [stops.add(piece)[0] for piece in ("Hello E", "N", "d of it. EN", "D more")]
-    assert "".join(sent) + stops.rest()[0] == "Hello ENd of it. " and stops.hit
-    assert sent[0] == "Hello"  # " E" could have begun a stop string: held back until it did not
-    plain = StopStrings(None)
-    assert plain.add("abc") == ("abc", []) and not plain.hit
-
-
-def test_stop_strings_send_a_tokens_logprob_with_the_first_of_its_text_and_drop_the_cut_ones():
-    from ovphi.server.app import StopStrings
-
-    stops = StopStrings(["ND"])
-    pieces = [("Hi", "a"), (" E", "b"), ("", "c"), ("é", "d"), ("N", "e"), ("D", "f"), (" more", "g")]
-    sent = [stops.add(piece, [entry]) for piece, entry in pieces]
-    assert sent[:4] == [("H", ["a"]), ("i ", ["b"]), ("", []), ("E", [])]  # the last character is held: it may begin "ND"
-    assert sent[4:] == [("é", ["c", "d"]), ("", []), ("", [])]  # "c" has no text: it goes with the next character
-    assert stops.rest() == ("", []) and stops.hit  # "e" and "f" are the stop string's, "g" came after it
-    plain = StopStrings(None)
-    plain.add("x", ["a"])
-    plain.add("", ["b"])  # a token of no text at the end is still the answer's
-    assert plain.rest() == ("", ["b"])
-
-
 def test_a_repeated_history_gets_the_generated_ids_and_an_edited_one_does_not(red_image):
     from ovphi.runtime import Conversation, ImagePart
     from ovphi.server.requests import reuse_generated_ids

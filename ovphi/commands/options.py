@@ -76,12 +76,15 @@ def add_generation_options(parser, max_new_tokens=GenerationConfig.max_new_token
     parser.add_argument("--seed", type=int, help="of sampling (default: from the clock)")
     parser.add_argument("--num-crops", type=int, help="HD crops per image, 1 to 16 (default: the folder's, 4)")
     parser.add_argument("--json-schema", metavar="FILE", help="constrain answers to the JSON schema in this file")
+    parser.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                        help="end the answer where TEXT begins (repeat for several)")
 
 
 def generation_config(args):
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
-                            num_crops=args.num_crops, grammar=schema_file_grammar(args.json_schema))
+                            num_crops=args.num_crops, grammar=schema_file_grammar(args.json_schema),
+                            stop=tuple(args.stop))
 
 
 def schema_file_grammar(path):

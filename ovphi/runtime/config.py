@@ -25,7 +25,10 @@ class GenerationConfig:
     constrained to while it is generated (constraint.schema_grammar makes one of a JSON schema), in engines
     with capabilities.sampler, as are logit_bias ({token id: -100 to 100 added to its logit}) and OpenAI's
     presence and frequency penalties (-2 to 2, over the answer's tokens). logprobs (0 to 20, None: off): each
-    answer token's log probability, with that many of the most likely tokens at its place, in Chunk.logprobs."""
+    answer token's log probability, with that many of the most likely tokens at its place, in Chunk.logprobs.
+    stop: strings that end the answer where the first of them begins (it is not part of the answer).
+    logits_processors: callables (history ids (1, n), logits (1, V)) -> logits, run on each token after the
+    bias and penalties (sampling.logits_processors lists the whole order), in engines with capabilities.sampler."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -40,6 +43,8 @@ class GenerationConfig:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logprobs: int | None = None
+    stop: tuple = ()
+    logits_processors: tuple = ()
 
     def __post_init__(self):
         for name in ("temperature", "top_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
@@ -67,6 +72,12 @@ class GenerationConfig:
                 raise OvphiError(f"logit_bias maps token ids (0 or more) to -100 to 100, not {token}: {bias}")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
             raise OvphiError(f"logprobs must be 0 to {MAX_TOP_LOGPROBS} alternatives, not {self.logprobs}")
+        object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
+        object.__setattr__(self, "logits_processors", tuple(self.logits_processors))
+        if not all(callable(processor) for processor in self.logits_processors):
+            raise OvphiError("logits_processors must be callables (history, logits) -> logits")
+        if not all(isinstance(stop, str) and stop for stop in self.stop):
+            raise OvphiError(f"stop strings must be text of one character or more, not {self.stop}")
         if self.grammar is not None:
             from .constraint import check_grammar
 

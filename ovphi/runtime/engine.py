@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OvphiError, Unsupported
@@ -22,7 +22,8 @@ from ..files import check_model_folder, read_json
 from .compiled_cache import keep_only, tree_bytes
 from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
-from .timings import TurnTimings
+from .events import Chunk, Status, TurnResult  # noqa: F401 (the contract's events, imported from here)
+from .stop_text import StopText
 
 IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
             "openvino_vision_embeddings_model.xml", "openvino_vision_projection_model.xml", "config.json",
@@ -43,41 +44,7 @@ class Capabilities:
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     prefix_cache: bool = False  # KV snapshots after images serve new conversations (RuntimeOptions.prefix_cache_mb)
-    sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A piece of the answer as it streams; with GenerationConfig.logprobs, a TokenLogprob per answer token."""
-
-    text: str
-    token_ids: list
-    time_s: float  # seconds since the turn started
-    logprobs: tuple = ()
-
-
-@dataclass(frozen=True)
-class Status:
-    """What the engine is doing before the first token: stage "vision" (count: crops) or "prefill" (count:
-    prompt tokens), and the seconds it expects that to take (None until it has measured its speed)."""
-
-    stage: str
-    message: str
-    count: int
-    eta_s: float | None
-    text: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    """The end of a turn: the whole answer, its token ids (without the stop token), why it ended
-    (stop, length or cancelled) and what it cost."""
-
-    answer: str
-    token_ids: list
-    finish_reason: str
-    timings: TurnTimings
-    text: str = field(default="", repr=False)  # nothing more to print: `print(event.text)` works for every event
+    sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs, processors
 
 
 def read_config(model_dir):
@@ -143,18 +110,31 @@ class Engine(ABC):
         raise OvphiError(f"the {self.name} engine does not give logits")
 
     def stream(self, conversation, generation=None):
-        """Yield the turn's Chunks as they come, then its TurnResult. The turn runs on a worker thread;
-        closing the iterator early stops it after the current token. An error in the turn resets the
-        engine and is raised here."""
+        """Yield the turn's Chunks as they come, then its TurnResult, both cut at the first of generation.stop
+        (stop_text.py). The turn runs on a worker thread; closing the iterator early stops it after the current
+        token. An error in the turn resets the engine and is raised here."""
         generation = generation or GenerationConfig()
         self.check_generation(generation)
         self.stop_requested.clear()
         events = queue.Queue()
         done = object()
+        stop_text = StopText(generation.stop)
+
+        def emit(event):
+            if isinstance(event, Chunk):
+                event = stop_text.add(event)
+                if stop_text.hit:
+                    self.stop_requested.set()
+            if event is not None:
+                events.put(event)
 
         def work():
             try:
-                events.put(self.generate(conversation, generation, events.put))
+                result = self.generate(conversation, generation, emit)
+                held = stop_text.rest(result.timings.total_s)
+                if held:
+                    events.put(held)
+                events.put(stop_text.cut(result))
             except BaseException as error:  # re-raised in the caller's thread
                 events.put(error)
             finally:
@@ -181,7 +161,8 @@ class Engine(ABC):
                                  ("logit_bias", "apply logit_bias"),
                                  ("presence_penalty", "apply presence or frequency penalties"),
                                  ("frequency_penalty", "apply presence or frequency penalties"),
-                                 ("logprobs", "report log probabilities")):
+                                 ("logprobs", "report log probabilities"),
+                                 ("logits_processors", "run logits processors")):
             if getattr(generation, field_name) != getattr(DEFAULT_GENERATION, field_name):
                 raise Unsupported(f"the {self.name} engine cannot {what}: use the optimum engine (--backend optimum)",
                                   field_name)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 from transformers.generation.logits_process import (
-    LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -42,49 +41,115 @@ def token_logprob(logits, token, tokenizer, top):
     return TokenLogprob(token, *token_parts(tokenizer, token), float(logprobs[token]), alternatives)
 
 
-class Sampler:
-    """next_token(history, logits) for a GenerationConfig. history: (1, n) ids so far (images as 0);
-    vocabulary: how many ids have a token."""
+class AnswerTokens:
+    """The answer's tokens in a history, for processors that count them: the history of the first call is the
+    prompt; every later call has the tokens chosen since appended."""
 
-    def __init__(self, generation, vocabulary, constraint=None):
-        self.vocabulary, self.constraint = vocabulary, constraint
-        beyond = [token for token in generation.logit_bias if token >= vocabulary]
+    def __init__(self):
+        self.start = None
+
+    def of(self, history):
+        self.start = history.shape[1] if self.start is None else self.start
+        return history[0, self.start:]
+
+
+class TokenlessMask:
+    """Ids past the tokenizer's vocabulary (the model has more logits than tokens) are never chosen."""
+
+    def __init__(self, vocabulary):
+        self.vocabulary = vocabulary
+
+    def __call__(self, history, logits):
+        logits[..., self.vocabulary:] = float("-inf")
+        return logits
+
+
+class LogitBias:
+    """OpenAI's logit_bias: {token id: -100 to 100} added to the logits."""
+
+    def __init__(self, bias, vocabulary):
+        beyond = [token for token in bias if token >= vocabulary]
         if beyond:
             raise OvphiError(f"logit_bias names token {beyond[0]}; the tokenizer's ids end at {vocabulary - 1}")
-        self.bias = (torch.tensor(list(generation.logit_bias), dtype=torch.long),
-                     torch.tensor(list(generation.logit_bias.values()), dtype=torch.float32))
-        self.presence, self.frequency = generation.presence_penalty, generation.frequency_penalty
-        self.counts = torch.zeros(vocabulary)  # how often each token was chosen (the penalties' measure)
-        self.processors = LogitsProcessorList()
-        if generation.repetition_penalty != 1.0:
-            self.processors.append(RepetitionPenaltyLogitsProcessor(generation.repetition_penalty))
-        self.generator = None
-        if generation.greedy:
-            return
+        self.ids = torch.tensor(list(bias), dtype=torch.long)
+        self.values = torch.tensor(list(bias.values()), dtype=torch.float32)
+
+    def __call__(self, history, logits):
+        logits[0, self.ids] += self.values
+        return logits
+
+
+class AnswerPenalties:
+    """OpenAI's presence and frequency penalties, over the answer's own tokens: subtracted once for each token
+    the answer holds, and once per time it holds it."""
+
+    def __init__(self, presence, frequency, vocabulary):
+        self.presence, self.frequency, self.vocabulary = presence, frequency, vocabulary
+        self.answer = AnswerTokens()
+
+    def __call__(self, history, logits):
+        counts = torch.bincount(self.answer.of(history), minlength=self.vocabulary)[:self.vocabulary].float()
+        logits[0, :self.vocabulary] -= self.frequency * counts + self.presence * (counts > 0)
+        return logits
+
+
+class Constrained:
+    """A Constraint as a processor: it takes the tokens chosen since its last call, then masks what may not come
+    next."""
+
+    def __init__(self, constraint):
+        self.constraint, self.answer, self.taken = constraint, AnswerTokens(), 0
+
+    def __call__(self, history, logits):
+        chosen = self.answer.of(history).tolist()
+        for token in chosen[self.taken:]:
+            self.constraint.advance(token)
+        self.taken = len(chosen)
+        self.constraint.mask(logits)
+        return logits
+
+
+def logits_processors(generation, vocabulary, constraint=None):
+    """The processors a GenerationConfig stands for, each (history (1, n), logits (1, V)) -> logits, in the order
+    they run: ids with no token masked, logit_bias, presence and frequency penalties, the caller's own
+    (generation.logits_processors), the constraint, then the repetition penalty, temperature, top-k and top-p
+    (openvino.genai's order for these four)."""
+    processors = [TokenlessMask(vocabulary)]
+    if generation.logit_bias:
+        processors.append(LogitBias(generation.logit_bias, vocabulary))
+    if generation.presence_penalty or generation.frequency_penalty:
+        processors.append(AnswerPenalties(generation.presence_penalty, generation.frequency_penalty, vocabulary))
+    processors += generation.logits_processors
+    if constraint:
+        processors.append(Constrained(constraint))
+    if generation.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(generation.repetition_penalty))
+    if not generation.greedy:
         if generation.temperature != 1.0:
-            self.processors.append(TemperatureLogitsWarper(generation.temperature))
+            processors.append(TemperatureLogitsWarper(generation.temperature))
         if generation.top_k:
-            self.processors.append(TopKLogitsWarper(generation.top_k))
+            processors.append(TopKLogitsWarper(generation.top_k))
         if generation.top_p < 1.0:
-            self.processors.append(TopPLogitsWarper(generation.top_p))
-        seed = generation.seed if generation.seed is not None else time.time_ns() % (1 << 31)
-        self.generator = torch.Generator().manual_seed(seed)
+            processors.append(TopPLogitsWarper(generation.top_p))
+    return processors
+
+
+class Sampler:
+    """next_token(history, logits) for a GenerationConfig: its logits_processors, then the most likely token
+    (greedy) or a draw. history: (1, n) ids so far (images as 0); vocabulary: how many ids have a token."""
+
+    def __init__(self, generation, vocabulary, constraint=None):
+        self.processors = logits_processors(generation, vocabulary, constraint)
+        self.generator = None
+        if not generation.greedy:
+            seed = generation.seed if generation.seed is not None else time.time_ns() % (1 << 31)
+            self.generator = torch.Generator().manual_seed(seed)
 
     def next_token(self, history, logits):
         """The next token id after `history`, whose last position's logits are (1, vocabulary)."""
-        logits = logits.clone()
-        logits[..., self.vocabulary:] = float("-inf")
-        logits[0, self.bias[0]] += self.bias[1]
-        if self.presence or self.frequency:
-            logits[0, :self.vocabulary] -= self.frequency * self.counts + self.presence * (self.counts > 0)
-        if self.constraint:
-            self.constraint.mask(logits)
-        scores = self.processors(history, logits)
+        scores = logits.clone()
+        for processor in self.processors:
+            scores = processor(history, scores)
         if self.generator is None:
-            token = int(scores.argmax(-1))
-        else:
-            token = int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))
-        if self.constraint:
-            self.constraint.advance(token)
-        self.counts[token] += 1
-        return token
+            return int(scores.argmax(-1))
+        return int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))

@@ -50,41 +50,6 @@ class ServerSettings:
     fingerprint: str = "ovphi"  # system_fingerprint: ovphi's version and the engine
 
 
-class StopStrings:
-    """Cuts an answer at the first of the request's stop strings; holds back text that may begin one, and the
-    log probabilities of the tokens whose text it holds."""
-
-    def __init__(self, stops):
-        self.stops = [stops] if isinstance(stops, str) else [s for s in stops or [] if s]
-        self.text, self.sent, self.hit = "", 0, False
-        self.pending = []  # (where its text starts in self.text, TokenLogprob) of tokens not yet sent
-
-    def add(self, piece, logprobs=()):
-        """(the text that can be sent now, the TokenLogprobs of the tokens whose text it begins)."""
-        if self.hit:  # tokens generated before the engine saw the stop: not the answer's
-            return "", []
-        self.pending += [(len(self.text), entry) for entry in logprobs]
-        self.text += piece
-        for stop in self.stops:
-            if stop in self.text:
-                self.text, self.hit = self.text[:self.text.index(stop)], True
-        hold = 0 if self.hit else max((len(s) - 1 for s in self.stops), default=0)
-        ready = self.text[self.sent:max(self.sent, len(self.text) - hold)]
-        self.sent += len(ready)
-        return ready, self.release(self.sent)
-
-    def rest(self):
-        """(the text held back, the TokenLogprobs of its tokens) at the answer's end."""
-        ready = self.text[self.sent:]
-        self.sent = len(self.text)
-        return ready, self.release(self.sent if self.hit else float("inf"))
-
-    def release(self, end):
-        ready = [entry for start, entry in self.pending if start < end]
-        self.pending = [(start, entry) for start, entry in self.pending if start >= end]
-        return ready
-
-
 def logprobs_body(entries):
     """OpenAI's choice.logprobs of the answer tokens' TokenLogprobs."""
     def token(entry):
@@ -194,28 +159,26 @@ class Server:
             raise
         return conversation, events, first
 
-    async def turn(self, request, conversation, events, first, stops):
+    async def turn(self, request, conversation, events, first):
         """Async iterator over (text to send, its tokens' TokenLogprobs, the Status or TurnResult that came, or
-        None); stops the engine when
-        the client goes away (checked after every token: uvicorn does not cancel a streamed response), the
-        deadline passes or a stop string appears; releases the slot at the end."""
+        None); stops the engine when the client goes away (checked after every token: uvicorn does not cancel a
+        streamed response) or the deadline passes; releases the slot at the end."""
         deadline = time.monotonic() + self.settings.request_timeout_s
         event, result, finished = first, None, False
         try:
             while event is not None:
                 if isinstance(event, TurnResult):
                     result = event
-                    yield *stops.rest(), result
+                    yield "", [], result
                     finished = True
                     return
                 if isinstance(event, Status):
                     yield "", [], event
                 elif isinstance(event, Chunk):
-                    text, logprobs = stops.add(event.text, event.logprobs)
-                    if stops.hit or time.monotonic() > deadline:
+                    if time.monotonic() > deadline:
                         self.engine.stop()
-                    if text or logprobs:
-                        yield text, logprobs, None
+                    if event.text or event.logprobs:
+                        yield event.text, list(event.logprobs), None
                 if await request.is_disconnected():
                     self.engine.stop()
                 event = await anyio.to_thread.run_sync(next, events, None)
@@ -224,20 +187,16 @@ class Server:
                 if not finished:
                     self.engine.stop()
                 await anyio.to_thread.run_sync(events.close)
-                if result is not None and not stops.hit:
+                if result is not None:
                     conversation.add("assistant", result.answer, token_ids=result.token_ids)
-                    self.served = conversation
-                else:
-                    self.served = None
+                self.served = conversation if result is not None else None
                 if result is not None:
                     self.metrics.turn(result.timings)
                 self.metrics.finished("cancelled" if result is None else result.finish_reason)
                 self.slot.release()
 
 
-def finish_reason(result, stops):
-    if stops.hit:
-        return "stop"
+def finish_reason(result):
     return "stop" if result.finish_reason == "stop" else "length"
 
 
@@ -377,8 +336,7 @@ def create_app(load_engine, settings):
         except Exception as error:  # a defect: said in one line here and in the log, counted in /metrics
             print(f"ovphi serve: internal error: {type(error).__name__}: {error}".splitlines()[0], flush=True)
             return failure(500, f"internal error ({type(error).__name__})", "server_error", code="internal_error")
-        stops = StopStrings(body.stop)
-        turn = server.turn(request, conversation, events, first, stops)
+        turn = server.turn(request, conversation, events, first)
         reply_id, answered = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": reply_id, "created": answered, "model": settings.model_name,
                 "system_fingerprint": settings.fingerprint}
@@ -386,12 +344,12 @@ def create_app(load_engine, settings):
         tools = chosen_tools(body.tools, body.tool_choice)
         asked_logprobs = bool(body.logprobs)
         if not body.stream:
-            logprobs = []
-            async for _, entries, result in turn:  # the last event is the TurnResult
-                logprobs += entries
-            message = {"role": "assistant", "content": stops.text}  # the text the same answer streamed
-            reason = finish_reason(result, stops)
-            call = tool_call_of(stops.text, tools)
+            content, logprobs = "", []
+            async for text, entries, result in turn:  # the last event is the TurnResult
+                content, logprobs = content + text, logprobs + entries
+            message = {"role": "assistant", "content": content}  # the text the same answer streamed
+            reason = finish_reason(result)
+            call = tool_call_of(content, tools)
             if call:  # logprobs are of the content, which a call has none of
                 message, reason, asked_logprobs = {"role": "assistant", "content": None, "tool_calls": [call]}, \
                     "tool_calls", False
@@ -423,7 +381,7 @@ def create_app(load_engine, settings):
                         if body.ovphi_status:  # the page's extension: a named event OpenAI clients never get
                             yield "event: status\ndata: " + json.dumps(status_body(event)) + "\n\n"
                     elif event is not None:
-                        reason, call = finish_reason(event, stops), tool_call_of(held, tools)
+                        reason, call = finish_reason(event), tool_call_of(held, tools)
                         if call:
                             yield chunk({"tool_calls": [{"index": 0} | call]})
                             reason = "tool_calls"

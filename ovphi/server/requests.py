@@ -132,7 +132,8 @@ def generation_of(request, settings):
         raise RequestError("only n = 1 is supported", param="n")
     if request.stream_options is not None and not request.stream:
         raise RequestError("stream_options is only allowed when stream is true", param="stream_options")
-    if isinstance(request.stop, list) and len(request.stop) > 4:
+    stops = [request.stop] if isinstance(request.stop, str) else request.stop or []
+    if len(stops) > 4:
         raise RequestError("stop takes at most 4 sequences", param="stop")
     max_tokens = request.max_completion_tokens or request.max_tokens or settings.max_tokens
     grammar, logit_bias, logprobs = answer_grammar(request), logit_bias_of(request), logprobs_of(request)
@@ -143,7 +144,8 @@ def generation_of(request, settings):
                                 seed=None if request.seed is None else request.seed % SEEDS,
                                 ignore_eos=request.ignore_eos, grammar=grammar, logit_bias=logit_bias,
                                 presence_penalty=request.presence_penalty or 0.0,
-                                frequency_penalty=request.frequency_penalty or 0.0, logprobs=logprobs)
+                                frequency_penalty=request.frequency_penalty or 0.0, logprobs=logprobs,
+                                stop=tuple(stop for stop in stops if stop))  # an empty one stops nothing
     except OvphiError as error:
         raise RequestError(str(error)) from None
 
