@@ -1,4 +1,5 @@
 """The runtime library: engines agree, follow-up turns reuse the KV cache, answers stream as typed events."""
+import copy
 import json
 import shutil
 
@@ -109,17 +110,6 @@ def test_a_new_conversation_with_the_same_words_about_another_picture_is_not_ser
     assert after_red.timings.processed_tokens == after_red.timings.prompt_tokens  # not 2 cached + the rest
 
 
-def test_a_prefill_keeps_the_cache_only_where_that_is_cheaper():
-    from ovphi.runtime.kv_loop import cheaper_from_scratch
-    from ovphi.runtime.optimum_engine import OpenVINOModel
-
-    cost = OpenVINOModel.cached_prefill_cost
-    assert not cheaper_from_scratch(806, 22, cost)  # a second turn
-    assert not cheaper_from_scratch(760, 13, cost)  # a new question about a picture in the prefix cache
-    assert cheaper_from_scratch(2, 769, cost)  # a server's next client: only "<|user|>\n" in common
-    assert not cheaper_from_scratch(2, 769, 0.0)  # PyTorch's attention has no such cost
-
-
 @pytest.mark.parametrize("backend", ["optimum", "genai"])
 def test_a_follow_up_turn_prefills_only_its_new_tokens(int4_ir, red_image, backend):
     results = conversation(load(int4_ir, backend), [("Describe the image.", [red_image]), ("And the colours?", []),
@@ -132,6 +122,20 @@ def test_a_follow_up_turn_prefills_only_its_new_tokens(int4_ir, red_image, backe
     if backend == "optimum":  # the generated ids are the history: nothing to trim, the image not encoded again
         assert second.vision_s == third.vision_s == 0.0
         assert second.processed_tokens == second.prompt_tokens - first.prompt_tokens - len(results[0].token_ids)
+
+
+def test_the_prefill_eta_and_the_reuse_decision_use_the_speeds_this_engine_measured(int4_ir, red_image):
+    chat = ChatSession(load(int4_ir), **GREEDY)
+    first = [event for event in chat.ask("Describe the image.", [red_image]) if isinstance(event, Status)]
+    costs = chat.engine.loop.costs
+    assert [status.eta_s for status in first if status.stage == "prefill"] == [None] and costs.measured
+    assert costs.per_token_s < 0.01  # the tiny model's speed, not the full-size prior (20 ms)
+    before = copy.copy(costs)
+    *statuses, result = [event for event in chat.ask("And the colours?") if not isinstance(event, Chunk)]
+    prefill = next(status for status in statuses if status.stage == "prefill")
+    cached = result.timings.prompt_tokens - result.timings.processed_tokens
+    assert cached > 0 and prefill.eta_s == pytest.approx(before.seconds(prefill.count, cached))
+    assert costs.measured_cost is not None  # a prefill into a cache was timed
 
 
 def test_an_edited_conversation_trims_the_cache_and_answers_like_a_fresh_prefill(fp32_ir, red_image):

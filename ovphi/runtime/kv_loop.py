@@ -8,8 +8,9 @@ cache lacks, then decode token by token. An engine plugs in its model through si
     snapshot(length) -> (snapshot, bytes)         a copy of the cache's first `length` positions
     restore(snapshot, length)                     the cache as the snapshot holds it
 
-and may say, as `cached_prefill_cost`, the seconds a prefill into a cache that already holds positions pays
-per new token per position it attends to, beyond a prefill from empty (see cheaper_from_scratch).
+and may say, as `cached_prefill_ratio`, what a prefill into a cache that already holds positions pays per new
+token per position it attends to, beyond a prefill from empty, as a fraction of a token's prefill from empty:
+the prior of prefill_costs.py until the loop has timed such a prefill.
 
 The cache's token ids are remembered; a turn prefills only after the longest prefix the cache holds
 (trimming where the prompt departs from it) and encodes only the images that prefix does not cover.
@@ -27,6 +28,7 @@ from .cancellable import Cancelled
 from .constraint import Constraint
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
+from .prefill_costs import PrefillCosts
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import prompt_ids
 from .sampling import Sampler, token_logprob
@@ -41,18 +43,6 @@ def prefill_bytes(config, new_tokens, total_tokens):
     head_dim = config["hidden_size"] // heads
     kv = 2 * layers * config.get("num_key_value_heads", heads) * head_dim * total_tokens * 4
     return kv + heads * new_tokens * total_tokens * 4 + new_tokens * config["vocab_size"] * 4
-
-
-PREFILL_SECONDS_PER_TOKEN = 20e-3  # a prefill from empty, per token (full size, 2-core Xeon, INT4)
-
-
-def cheaper_from_scratch(cached, new, cost):
-    """Whether prefilling all `cached + new` tokens from an empty cache beats keeping `cached` and prefilling
-    `new`, for a model whose prefill into a non-empty cache pays `cost` seconds per new token per attended
-    position (OpenVINO's CPU plugin: 45 us on the 2-core Xeon, while a token costs about 20 ms from empty:
-    22 tokens after 800 cached took 1.67 s against 0.89 s from empty; 769 after 2 cached 48 s against 19 s).
-    Both figures are compute-bound, so their ratio holds across CPUs better than either one."""
-    return cost * new * (cached + new) > PREFILL_SECONDS_PER_TOKEN * cached
 
 
 def common_prefix(a, b):
@@ -75,7 +65,8 @@ class KVTurnLoop:
         # LongRoPE picks its factors by the whole sequence's length: a prompt is prefilled in one piece past this
         self.short_context = config.get("original_max_position_embeddings", self.context)
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
-        self.rates = {}  # measured speed: stage -> items per second (vision: crops; prefill: tokens)
+        self.vision_rate = None  # crops per second, once measured
+        self.costs = PrefillCosts(getattr(model, "cached_prefill_ratio", 0.0))
         self.reset()
 
     def reset(self):
@@ -113,11 +104,6 @@ class KVTurnLoop:
         self.model.keep(length, len(self.cached_ids))
         self.cached_ids = self.cached_ids[:length]
 
-    def expected_seconds(self, stage, count):
-        """What the speed measured so far predicts for `count` items of a stage (None before a measurement)."""
-        rate = self.rates.get(stage)
-        return count / rate if rate else None
-
     def embed(self, new_ids, image_inputs, emit):
         """(embeddings of new_ids, vision seconds); images whose tokens lie in new_ids are encoded."""
         ids = torch.tensor([new_ids])
@@ -129,11 +115,11 @@ class KVTurnLoop:
         sizes = image_inputs["image_sizes"][[n - 1 for n in numbers]]
         crops = sum((h // CROP) * (w // CROP) + 1 for h, w in sizes.tolist())
         emit(Status("vision", f"encoding {len(numbers)} image{'s' * (len(numbers) > 1)} ({crops} crops)", crops,
-                    self.expected_seconds("vision", crops)))
+                    crops / self.vision_rate if self.vision_rate else None))
         started = time.perf_counter()
         embeds[ids < 0] = self.model.image_features(pixel_values, sizes).to(embeds.dtype)
         seconds = time.perf_counter() - started
-        self.rates["vision"] = crops / seconds
+        self.vision_rate = crops / seconds
         return embeds, seconds
 
     def prefill(self, ids, image_inputs, emit=lambda event: None, digests=(), num_crops=None):
@@ -147,13 +133,12 @@ class KVTurnLoop:
         reuse = min(common_prefix(self.cached_ids, positions), len(ids) - 1)  # one token at least, for logits
         while reuse and ids[reuse] < 0 and ids[reuse - 1] == ids[reuse]:
             reuse -= 1  # never split one image's tokens between cache and prefill
-        cost = getattr(self.model, "cached_prefill_cost", 0.0)
-        if reuse and cheaper_from_scratch(reuse, len(ids) - reuse, cost):
+        if reuse and self.costs.from_scratch_is_cheaper(reuse, len(ids) - reuse):
             reuse = 0  # e.g. a server's next client, who shares only the template's first tokens
         self.check_memory(len(ids) - reuse, len(ids))
         images_end = max((i + 1 for i, token in enumerate(ids) if token < 0), default=0)
         use_cache = bool(self.prefix_cache.max_bytes and digests) and reuse < images_end < len(ids) <= self.short_context \
-            and not cheaper_from_scratch(images_end, len(ids) - images_end, cost)
+            and not self.costs.from_scratch_is_cheaper(images_end, len(ids) - images_end)
         key = prefix_key(ids[:images_end], digests, num_crops) if use_cache else None
         snapshot = self.prefix_cache.get(key) if use_cache else None
         if snapshot is not None:
@@ -164,11 +149,10 @@ class KVTurnLoop:
             self.pending_snapshot = (key, images_end) if use_cache else None
         embeds, vision_seconds = self.embed(ids[reuse:], image_inputs, emit)
         emit(Status("prefill", f"reading {len(ids) - reuse} prompt tokens", len(ids) - reuse,
-                    self.expected_seconds("prefill", len(ids) - reuse)))
+                    self.costs.seconds(len(ids) - reuse, reuse) if self.costs.measured else None))
         started = time.perf_counter()
         logits = self.model.forward(embeds, reuse, len(ids))
-        if len(ids) - reuse >= 32:  # short prefills say little about the speed
-            self.rates["prefill"] = (len(ids) - reuse) / (time.perf_counter() - started)
+        self.costs.record(len(ids) - reuse, reuse, time.perf_counter() - started)
         self.cached_ids = positions
         status = None if not use_cache else "hit" if snapshot is not None else "miss"
         return logits, len(ids) - reuse, vision_seconds, status

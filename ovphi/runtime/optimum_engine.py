@@ -47,8 +47,9 @@ class OpenVINOModel:
     encoder give way to `stop` (cancellable.py)."""
 
     # the stateful SDPA of OpenVINO's CPU plugin, given more than one new token and a cache that holds some,
-    # takes a slow kernel: measured 45 us per new token per attended position (docs/benchmarks.md)
-    cached_prefill_cost = 45e-6
+    # takes a slow kernel: 45 us per new token per attended position against 20 ms per token from empty on the
+    # full-size model, 2-core Xeon (docs/benchmarks.md); the KV loop's prior until it has timed one itself
+    cached_prefill_ratio = 45e-6 / 20e-3
 
     def __init__(self, model, stop):
         self.model, self.stop = model, stop
