@@ -55,6 +55,24 @@ def test_the_openai_client_streams_answers_and_a_second_turn_uses_the_cache(real
     assert fixed.usage.completion_tokens == 40 and fixed.choices[0].finish_reason == "length"
 
 
+def test_interleaved_clients_are_answered_as_each_alone_would_be(real, fp32_ir, red_image, blue_image):
+    """A1, B1, A2, B2 through the openai client, each history sent whole as text, the pictures of the same size:
+    A2 and B2 equal what the library answers each conversation alone."""
+    client, blue = real.client(), blue_image.resize(red_image.size)
+    model = client.models.list().data[0].id
+    options = dict(model=model, max_tokens=12, temperature=0)
+    histories = {name: [user("Describe the image.", data_url(image))] for name, image in (("a", red_image), ("b", blue))}
+    for turn in range(2):
+        for history in histories.values():
+            said = client.chat.completions.create(messages=history, **options).choices[0].message.content
+            history += [{"role": "assistant", "content": said}] + ([user("And the colours?")] if turn == 0 else [])
+    for name, image in (("a", red_image), ("b", blue)):
+        chat = ChatSession(load(fp32_ir, cache=False, prefix_cache_mb=0, **EXACT), max_new_tokens=12)
+        alone = [list(chat.ask(question, images))[-1].answer
+                 for question, images in (("Describe the image.", [image]), ("And the colours?", []))]
+        assert [message["content"].strip() for message in histories[name] if message["role"] == "assistant"] == alone
+
+
 def test_a_request_maps_to_a_generation_config():
     from ovphi.server.app import ServerSettings
     from ovphi.server.requests import generation_of
@@ -169,27 +187,6 @@ def test_security_defaults(tiny_dir, red_image):
             assert requests.get(f"{server.base}{path}", timeout=10).status_code == 401, path
     finally:
         server.stop()
-
-
-def test_a_repeated_history_gets_the_generated_ids_and_an_edited_one_does_not(red_image):
-    from ovphi.runtime import Conversation, ImagePart
-    from ovphi.server.requests import reuse_generated_ids
-
-    served = Conversation()
-    served.add("user", ImagePart(red_image, "a.png"), "Describe.")
-    served.add("assistant", "It is red.", token_ids=[5, 6, 7])
-    again = Conversation()
-    again.add("user", ImagePart(red_image.copy(), "https://elsewhere/b.png"), "Describe.")  # same picture
-    again.add("assistant", "It is red.")
-    again.add("user", "Sure?")
-    reuse_generated_ids(again, served)
-    assert again.messages[1].token_ids == [5, 6, 7]
-    edited = Conversation()
-    edited.add("user", ImagePart(red_image), "Describe.")
-    edited.add("assistant", "It is blue.")
-    edited.add("user", "Sure?")
-    reuse_generated_ids(edited, served)
-    assert edited.messages[1].token_ids is None
 
 
 def test_private_addresses_and_paths_outside_the_allowed_folder_are_refused(tmp_path, red_image):

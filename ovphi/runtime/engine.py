@@ -1,7 +1,8 @@
 """The engine contract: what every backend implements, and the typed events a turn streams.
 
 An engine loads a model folder, answers one Conversation turn at a time and forgets it on `reset`.
-`stream(conversation, generation)` runs the turn on a worker thread and yields a `Chunk` per piece of
+`submit(conversation, generation)` queues the turn on the engine's one generation thread (scheduler.py) and
+returns its handle; `stream(conversation, generation)` iterates one and yields a `Chunk` per piece of
 text (with its token ids and arrival time), then one `TurnResult` (answer, token ids, finish reason,
 timings); an engine that can say what it does before the first token also yields `Status` events.
 Callers ask `capabilities` what an engine can do instead of comparing names; the registry (registry.py)
@@ -10,7 +11,6 @@ maps names to engine classes.
 A new engine is one file: subclass Engine, set name / capabilities (/ required_files), implement
 `load_model`, `reset` and `generate`; then add one line to registry.ENGINES.
 """
-import queue
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +23,7 @@ from .compiled_cache import keep_only, tree_bytes
 from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
 from .events import Chunk, Status, TurnResult  # noqa: F401 (the contract's events, imported from here)
+from .scheduler import Scheduler
 from .stop_text import StopText
 
 IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
@@ -84,6 +85,7 @@ class Engine(ABC):
         self.compiled_cache = keep_only(cache, before) if cache else None  # CacheUse: what the load did to it
         self.reset()
         self.load_seconds = time.perf_counter() - started
+        self.scheduler = Scheduler(self)
 
     def check_folder(self):
         check_model_folder(self.model_dir)
@@ -109,49 +111,44 @@ class Engine(ABC):
         the conversation. Engines with capabilities.logits implement it."""
         raise OvphiError(f"the {self.name} engine does not give logits")
 
+    def submit(self, conversation, generation=None, max_waiting=None):
+        """Queue a turn on the engine's one generation thread (scheduler.py) and return its RequestHandle: its
+        events, cancel() for this request alone, result(). Busy if `max_waiting` requests already wait."""
+        return self.scheduler.submit(conversation, generation or GenerationConfig(), max_waiting)
+
     def stream(self, conversation, generation=None):
-        """Yield the turn's Chunks as they come, then its TurnResult, both cut at the first of generation.stop
-        (stop_text.py). The turn runs on a worker thread; closing the iterator early stops it after the current
-        token. An error in the turn resets the engine and is raised here."""
-        generation = generation or GenerationConfig()
-        self.check_generation(generation)
-        self.stop_requested.clear()
-        events = queue.Queue()
-        done = object()
+        """Yield the turn's Chunks as they come, then its TurnResult (see submit); closing the iterator early
+        cancels the turn and returns once the engine is free."""
+        handle = self.submit(conversation, generation)
+        try:
+            yield from handle
+        finally:
+            if not handle.done.is_set():
+                handle.cancel()
+                handle.done.wait()
+
+    def complete(self, conversation, generation=None):
+        """The TurnResult alone, for callers that do not stream."""
+        return self.submit(conversation, generation).result()
+
+    def turn(self, conversation, generation, emit):
+        """Run one turn on the calling thread (the scheduler's): generate, with its Chunks and TurnResult cut at
+        the first of generation.stop (stop_text.py). Ends early once self.stop_requested is set."""
         stop_text = StopText(generation.stop)
 
-        def emit(event):
+        def cut(event):
             if isinstance(event, Chunk):
                 event = stop_text.add(event)
                 if stop_text.hit:
                     self.stop_requested.set()
             if event is not None:
-                events.put(event)
+                emit(event)
 
-        def work():
-            try:
-                result = self.generate(conversation, generation, emit)
-                held = stop_text.rest(result.timings.total_s)
-                if held:
-                    events.put(held)
-                events.put(stop_text.cut(result))
-            except BaseException as error:  # re-raised in the caller's thread
-                events.put(error)
-            finally:
-                events.put(done)
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        try:
-            for event in iter(events.get, done):
-                if isinstance(event, BaseException):
-                    self.reset()
-                    raise event
-                yield event
-        finally:
-            self.stop_requested.set()
-            worker.join()
-            self.stop_requested.clear()  # for what runs outside a turn (warm_up_vision, score): nothing to stop
+        result = self.generate(conversation, generation, cut)
+        held = stop_text.rest(result.timings.total_s)
+        if held:
+            emit(held)
+        return stop_text.cut(result)
 
     def check_generation(self, generation):
         """Unsupported, naming the field, if the turn asks for what this engine cannot do."""
@@ -168,7 +165,8 @@ class Engine(ABC):
                                   field_name)
 
     def stop(self):
-        """Ask the running turn to end after the current token (its finish reason: cancelled)."""
+        """Ask the running turn, whoever submitted it, to end (its finish reason: cancelled); a request's own
+        handle.cancel() ends that request alone."""
         self.stop_requested.set()
 
     def warm_up(self):

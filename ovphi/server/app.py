@@ -1,10 +1,11 @@
 """The OpenAI-compatible HTTP API on one warm engine: POST /v1/chat/completions (streamed or not),
 GET /v1/models, /health, /metrics, and a chat page at / (static files in page/).
 
-One generation runs at a time; requests wait in a bounded FIFO queue (429 with Retry-After when it is
-full). A conversation's history is matched against the one served last, so a second turn feeds the model
-the ids it generated and the KV cache it holds: `usage.prompt_tokens_details.cached_tokens` counts the
-prompt tokens that were not computed again. A client that goes away stops its generation within a token.
+One generation runs at a time, on the engine's scheduler (runtime/scheduler.py); requests wait in its bounded
+FIFO queue (429 with Retry-After when it is full). An answer sent back in a later request's history is fed to
+the model as the ids it generated (runtime/generated.py), so the KV cache it holds is reused:
+`usage.prompt_tokens_details.cached_tokens` counts the prompt tokens that were not computed again. A client that
+goes away cancels its own request: at once in a vision encode or a prefill, else within a token.
 """
 import asyncio
 import hmac
@@ -25,8 +26,9 @@ from starlette.exceptions import HTTPException
 from ..errors import OvphiError, PromptTooLong, Unsupported
 from ..images import MAX_BYTES, MAX_IMAGES
 from ..runtime import Chunk, Status, TurnResult
+from ..runtime.scheduler import Busy
 from .metrics import Metrics
-from .requests import RequestError, conversation_of, generation_of, reuse_generated_ids
+from .requests import RequestError, conversation_of, generation_of
 from .schema import ChatCompletionRequest, error_body
 from .tools import chosen_tools, must_call, tool_call_of
 
@@ -113,14 +115,12 @@ class StreamUntilDisconnect(StreamingResponse):
 
 
 class Server:
-    """The engine, its queue and what it served last."""
+    """The engine (its scheduler queues the requests) and the server's metrics."""
 
     def __init__(self, load_engine, settings):
         self.settings = settings
         self.metrics = Metrics()
         self.engine, self.load_error = None, None
-        self.slot = asyncio.Lock()  # FIFO: waiters are woken in the order they came
-        self.served = None
         threading.Thread(target=self.load, args=(load_engine,), daemon=True).start()
 
     def load(self, load_engine):
@@ -131,69 +131,57 @@ class Server:
         except Exception as error:  # /health says why
             self.load_error = str(error).splitlines()[0]
 
-    async def answer(self, request, body):
-        """The events of one turn, generated while this request holds the slot (released when they end)."""
+    async def answer(self, body):
+        """(the request's handle, its events, the first of them), once the turn has started: an error of the
+        prompt is raised here, before any answer is sent."""
         settings = self.settings
         conversation = await anyio.to_thread.run_sync(conversation_of, body, settings)
         generation = generation_of(body, settings)
         try:
-            self.engine.check_generation(generation)
+            handle = self.engine.submit(conversation, generation, max_waiting=settings.max_queue)
         except Unsupported as error:  # the request's field of the same name, but for the grammar's two sources
             grammar_source = "tools" if chosen_tools(body.tools, body.tool_choice) else "response_format"
             raise RequestError(str(error), param=grammar_source if error.field == "grammar" else error.field,
                                code="unsupported_parameter") from None
-        if self.metrics.queue_depth >= settings.max_queue:
+        except Busy:
             raise RequestError("the server is busy: too many requests are waiting", status=429,
-                               code="rate_limit_exceeded")
-        self.metrics.queue_depth += 1
+                               code="rate_limit_exceeded") from None
+        events = aiter(handle)
         try:
-            await self.slot.acquire()
-        finally:
-            self.metrics.queue_depth -= 1
-        try:
-            reuse_generated_ids(conversation, self.served)
-            events = self.engine.stream(conversation, generation)
-            first = await anyio.to_thread.run_sync(next, events, None)
+            first = await anext(events)
         except BaseException:
-            self.slot.release()
+            handle.cancel()
             raise
-        return conversation, events, first
+        return handle, events, first
 
-    async def turn(self, request, conversation, events, first):
+    async def turn(self, request, handle, events, first):
         """Async iterator over (text to send, its tokens' TokenLogprobs, the Status or TurnResult that came, or
-        None); stops the engine when the client goes away (checked after every token: uvicorn does not cancel a
-        streamed response) or the deadline passes; releases the slot at the end."""
+        None); cancels the request when its client goes away (checked after every token: uvicorn does not cancel
+        a streamed response) or its deadline passes."""
         deadline = time.monotonic() + self.settings.request_timeout_s
-        event, result, finished = first, None, False
+        event, result = first, None
         try:
-            while event is not None:
+            while True:
                 if isinstance(event, TurnResult):
                     result = event
                     yield "", [], result
-                    finished = True
                     return
                 if isinstance(event, Status):
                     yield "", [], event
                 elif isinstance(event, Chunk):
                     if time.monotonic() > deadline:
-                        self.engine.stop()
+                        handle.cancel()
                     if event.text or event.logprobs:
                         yield event.text, list(event.logprobs), None
                 if await request.is_disconnected():
-                    self.engine.stop()
-                event = await anyio.to_thread.run_sync(next, events, None)
+                    handle.cancel()
+                event = await anext(events)
         finally:
-            with anyio.CancelScope(shield=True):  # also when the request was cancelled: free the slot
-                if not finished:
-                    self.engine.stop()
-                await anyio.to_thread.run_sync(events.close)
-                if result is not None:
-                    conversation.add("assistant", result.answer, token_ids=result.token_ids)
-                self.served = conversation if result is not None else None
-                if result is not None:
-                    self.metrics.turn(result.timings)
-                self.metrics.finished("cancelled" if result is None else result.finish_reason)
-                self.slot.release()
+            if result is None:
+                handle.cancel()
+            else:
+                self.metrics.turn(result.timings)
+            self.metrics.finished("cancelled" if result is None else result.finish_reason)
 
 
 def finish_reason(result):
@@ -282,7 +270,8 @@ def create_app(load_engine, settings):
     @app.get("/metrics")
     async def metrics():
         loop = getattr(server.engine, "loop", None)
-        return PlainTextResponse(server.metrics.text(getattr(loop, "prefix_cache", None)))
+        waiting = len(server.engine.scheduler.waiting) if server.engine else 0
+        return PlainTextResponse(server.metrics.text(waiting, getattr(loop, "prefix_cache", None)))
 
     model_card = {"id": settings.model_name, "object": "model", "created": created, "owned_by": "ovphi"}
 
@@ -325,7 +314,7 @@ def create_app(load_engine, settings):
             return failure(503, "the model is still loading", "server_error", code="loading",
                            headers={"Retry-After": "5"})
         try:
-            conversation, events, first = await server.answer(request, body)
+            handle, events, first = await server.answer(body)
         except RequestError as error:
             headers = {"Retry-After": "5"} if error.status == 429 else None
             return failure(error.status, str(error), code=error.code, param=error.param, headers=headers)
@@ -336,7 +325,7 @@ def create_app(load_engine, settings):
         except Exception as error:  # a defect: said in one line here and in the log, counted in /metrics
             print(f"ovphi serve: internal error: {type(error).__name__}: {error}".splitlines()[0], flush=True)
             return failure(500, f"internal error ({type(error).__name__})", "server_error", code="internal_error")
-        turn = server.turn(request, conversation, events, first)
+        turn = server.turn(request, handle, events, first)
         reply_id, answered = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": reply_id, "created": answered, "model": settings.model_name,
                 "system_fingerprint": settings.fingerprint}
@@ -393,9 +382,9 @@ def create_app(load_engine, settings):
                                                                 "usage": usage(event)}) + "\n\n"
                 yield "data: [DONE]\n\n"
             finally:
-                await turn.aclose()  # stops the generation if the client left, and frees the slot
+                await turn.aclose()  # cancels the request if the client left
 
-        return StreamUntilDisconnect(sse(), server.engine.stop, media_type="text/event-stream",
+        return StreamUntilDisconnect(sse(), handle.cancel, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
 
     return app

@@ -29,7 +29,6 @@ class Metrics:
         self.ttft, self.tpot = Histogram(), Histogram()
         self.tokens = Counter()  # processed, cached, generated
         self.finishes = Counter()  # turns by how they ended: stop, length, cancelled
-        self.queue_depth = 0
 
     def request(self, status):
         with self.lock:
@@ -50,14 +49,15 @@ class Metrics:
         with self.lock:
             self.finishes[reason] += 1
 
-    def text(self, prefix_cache=None):
+    def text(self, waiting, prefix_cache=None):
+        """waiting: requests queued beyond the one being answered (the scheduler's count)."""
         with self.lock:
             lines = ["# TYPE ovphi_requests_total counter"]
             lines += [f'ovphi_requests_total{{status="{status}"}} {count}' for status, count in
                       sorted(self.requests.items())]
             lines += ["# TYPE ovphi_ttft_seconds histogram", *self.ttft.lines("ovphi_ttft_seconds"),
                       "# TYPE ovphi_tpot_seconds histogram", *self.tpot.lines("ovphi_tpot_seconds"),
-                      "# TYPE ovphi_queue_depth gauge", f"ovphi_queue_depth {self.queue_depth}",
+                      "# TYPE ovphi_queue_depth gauge", f"ovphi_queue_depth {waiting}",
                       "# TYPE ovphi_prompt_tokens_total counter"]
             lines += [f'ovphi_prompt_tokens_total{{kind="{kind}"}} {self.tokens[kind]}' for kind in
                       ("processed", "cached")]

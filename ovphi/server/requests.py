@@ -1,6 +1,5 @@
 """An API request -> a Conversation and a GenerationConfig: images from data: URLs, http(s) URLs (never to
-private addresses unless allowed: server-side request forgery) and files beneath an allowed folder;
-earlier answers matched against what the model generated, so their token ids (and the KV cache) are reused."""
+private addresses unless allowed: server-side request forgery) and files beneath an allowed folder."""
 import base64
 import binascii
 import ipaddress
@@ -110,20 +109,6 @@ def conversation_of(request, settings):
         raise RequestError("continuing an assistant message (a prefill) is not supported yet: end with a user or"
                            " system message", param=f"messages[{len(request.messages) - 1}].role")
     return conversation
-
-
-def signature(message):
-    """What identifies a message across requests: its role, its text and its images' content."""
-    return (message.role, message.text, tuple(part.digest for part in message.images))
-
-
-def reuse_generated_ids(conversation, served):
-    """Give each assistant message of `conversation` the token ids the model generated for it, where the
-    conversation repeats the one `served` last (messages in order, answers as they were given)."""
-    for new, old in zip(conversation.messages, served.messages if served else []):
-        if signature(new) != signature(old):
-            return
-        new.token_ids = old.token_ids
 
 
 def generation_of(request, settings):
