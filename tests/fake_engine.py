@@ -44,9 +44,3 @@ class FakeEngine(Engine):
         cancelled = len(times) < count
         ended = not cancelled and count == self.words  # the whole answer: as if a stop token came
         return turn_result(" ".join(words[:len(times)]), list(range(len(times))), ended, cancelled, timings)
-
-    def language_weight_bytes(self):
-        return 1_000_000
-
-    def weights_label(self):
-        return "fake"

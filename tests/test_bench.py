@@ -7,6 +7,8 @@ import sys
 import openvino as ov
 import pytest
 
+from ovphi.runtime import load
+
 
 def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
     out = tmp_path / "report"
@@ -69,3 +71,14 @@ def test_bench_sets_the_runtimes_with_their_defaults_beside_ovphi(int4_ir, tmp_p
     for variant in (stock_optimum, stock_genai):
         assert variant["load_cached_s"] is None and variant["ov_options"] == {}
         assert "warm_up_s" not in variant["first_request"]  # their defaults have no warm-up
+
+
+def test_a_variants_weights_are_read_from_its_folder_and_options(tiny_dir, int4_ir):
+    from ovphi.bench.weights import weights_of
+    from ovphi.roofline import weight_bytes
+
+    pytorch = load(tiny_dir, "pytorch")
+    decoder = list(pytorch.model.model.layers.parameters()) + list(pytorch.model.lm_head.parameters())
+    assert weights_of(pytorch) == ("f32", sum(p.numel() * 4 for p in decoder), 4)
+    assert weights_of(load(int4_ir)) == ("int4", weight_bytes(int4_ir), 1)  # the CPU plugin's u8 KV cache
+    assert weights_of(load(int4_ir, kv_cache_precision="f16"))[2] == 2

@@ -6,6 +6,10 @@ def label(index, variant):
     return f"{index} {Path(variant['ir_dir']).name}"
 
 
+def gigabytes(count):
+    return "–" if count is None else f"{count / 1e9:.2f}"
+
+
 def markdown(report, baseline):
     """The report as Markdown tables: one row per variant and scenario, ratios against the baseline,
     the fraction of the roofline reached; then load times and memory; then the machine's limits."""
@@ -69,7 +73,7 @@ def markdown(report, baseline):
         lines.append(f"| {label(index, variant)} | {variant['backend']} | {variant['load_cold_s']:.2f} | {cached} | "
                      f"{variant['ready_s']:.2f} | {first_cells} | {variant['peak_rss_bytes'] / 1e9:.2f} "
                      f"({variant['rss_file_bytes'] / 1e9:.2f}) | "
-                     f"{variant['language_weight_bytes'] / 1e9:.2f} |")
+                     f"{gigabytes(variant['language_weight_bytes'])} |")
     limits = report["roofline_machine"]
     bandwidth, rate = limits["read_bandwidth_bytes_per_s"], limits["matmul_flops_per_s"]
     lines += ["", f"Machine limits (best / median): read bandwidth {bandwidth['best'] / 1e9:.1f} / "

@@ -31,6 +31,7 @@ from ..runtime import RuntimeOptions, load, registry
 from ..runtime.timings import TurnTimings
 from .report import markdown, plot
 from .scenarios import SCENARIOS, crops_of, run_scenario, runs_on
+from .weights import weights_of
 
 REPORT_FILES = ("report.json", "report.md", "report.png")
 METRICS = ["ttft_s", "tpot_s", "tokens_per_s", "vision_s", "prompt_tokens", "processed_tokens"]
@@ -115,20 +116,20 @@ def roof_fractions(stats, crops, config, weights, kv_bytes, machine, max_new_tok
     bandwidth = machine["read_bandwidth_bytes_per_s"]["best"]
     rate = machine["matmul_flops_per_s"]["best"]
     middle = stats["prompt_tokens"]["median"] + max_new_tokens // 2
-    decode_roof = roofline.decode_bytes(weights, config, middle, kv_bytes) / bandwidth
+    decode_roof = roofline.decode_bytes(weights, config, middle, kv_bytes) / bandwidth if weights else None
     processed = stats["processed_tokens"]  # None when the engine cannot tell
     prefill_roof = roofline.prefill_flops(config, processed["median"], crops) / rate if processed else None
     tpot, ttft = stats["tpot_s"]["median"], stats["ttft_s"]["median"]
-    return {"decode_roof_s": decode_roof, "tpot_roof_fraction": decode_roof / tpot if tpot else None,
+    return {"decode_roof_s": decode_roof, "tpot_roof_fraction": decode_roof / tpot if tpot and decode_roof else None,
             "prefill_roof_s": prefill_roof, "ttft_roof_fraction": prefill_roof / ttft if prefill_roof else None}
 
 
 def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, pictures, machine, log):
     engine, cold, warm = measure_load(model_dir, backend, options)
     options = engine.options  # the stock runtimes keep their own defaults
-    weights = engine.language_weight_bytes()
+    label, weights, kv_bytes = weights_of(engine)
     variant = {"model": str(model_dir), "ir_dir": str(model_dir), "backend": backend, "device": options.device,
-               "weights": engine.weights_label(), "ov_options": dict(options.properties),
+               "weights": label, "ov_options": dict(options.properties),
                "language_weight_bytes": weights, "load_cold_s": cold, "load_cached_s": warm, "scenarios": {}}
     first_request = None
     for scenario_number, name in enumerate(scenarios):
@@ -150,7 +151,7 @@ def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, 
                 first = measured[0][-1]
                 first_request = {"scenario": name, "ttft_s": first.ttft_s, "total_s": first.total_s}
         stats = {m: summarise([getattr(turns[-1], m) for turns, _ in timings]) for m in METRICS}
-        stats["roofline"] = roof_fractions(stats, timings[0][1], engine.config, weights, engine.kv_cache_bytes(),
+        stats["roofline"] = roof_fractions(stats, timings[0][1], engine.config, weights, kv_bytes,
                                            machine, max_new_tokens)
         if len(scenario.turns) > 1:
             stats["turns"] = [{m: summarise([getattr(turns[index], m) for turns, _ in timings])

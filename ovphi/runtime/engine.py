@@ -39,12 +39,10 @@ class Capabilities:
     folder: str = "ir"  # what the engine loads: "ir" (an `ovphi convert` folder) or "checkpoint" (Hugging Face)
     logits: bool = False  # score(): teacher-forced logits, for `ovphi eval`
     num_crops_per_call: bool = False  # GenerationConfig.num_crops may differ from the folder's
-    kv_reuse: bool = False  # a later turn prefills only what the cache lacks
     runtime_options: bool = True  # honours RuntimeOptions (the stock runtimes keep their own defaults)
     compiled_cache: bool = False  # loads faster once MODEL_DIR/model_cache is filled
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
-    prefix_cache: bool = False  # KV snapshots after images serve new conversations (RuntimeOptions.prefix_cache_mb)
     sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs, processors
 
 
@@ -186,23 +184,6 @@ class Engine(ABC):
 
     def warm_up_vision(self):
         """Run the vision encoder once on its own, where the engine can."""
-
-    def language_weight_bytes(self):
-        """Bytes of language-model weights read per generated token (for the roofline)."""
-        from ..roofline import weight_bytes
-
-        return weight_bytes(self.model_dir)
-
-    def weights_label(self):
-        """How the weights are stored, e.g. int4 (from the folder's manifest)."""
-        from ..convert.manifest import read_manifest
-
-        return ((read_manifest(self.model_dir) or {}).get("recipe") or {}).get("weight_format", "unknown")
-
-    def kv_cache_bytes(self):
-        """Bytes per stored key or value element (the CPU plugin's default KV cache is u8)."""
-        precision = self.options.openvino_properties(self.model_dir).get("KV_CACHE_PRECISION", "u8")
-        return {"f32": 4, "bf16": 2, "f16": 2, "u8": 1, "i8": 1, "u4": 0.5}.get(precision.lower(), 1)
 
 
 def answer_end(generated, stop_ids, generation, stop_requested):

@@ -47,7 +47,7 @@ def image_tensor(image):
 
 class GenaiEngine(Engine):
     name = "genai"
-    capabilities = Capabilities(kv_reuse=True, compiled_cache=True)
+    capabilities = Capabilities(compiled_cache=True)
     required_files = IR_FILES + TOKENIZER_IRS
 
     def pipeline_properties(self):

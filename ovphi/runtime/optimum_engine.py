@@ -105,8 +105,7 @@ class OpenVINOModel:
 
 class OptimumEngine(KVLoopEngine):
     name = "optimum"
-    capabilities = Capabilities(logits=True, num_crops_per_call=True, kv_reuse=True, compiled_cache=True,
-                                prefix_cache=True, sampler=True)
+    capabilities = Capabilities(logits=True, num_crops_per_call=True, compiled_cache=True, sampler=True)
 
     def load_model(self):
         self.model, self.processor = load_optimum_model(self.model_dir, self.device,

@@ -14,6 +14,11 @@ from .kv_loop import KVLoopEngine, KVTurnLoop
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 
 
+def checkpoint_precision(options):
+    """The precision the checkpoint is loaded in: --precision, else f32."""
+    return options.precision or "f32"
+
+
 class TorchModel:
     """Phi3VForCausalLM behind the KV loop's four calls (kv_loop.py)."""
 
@@ -53,8 +58,8 @@ class TorchModel:
 
 class PyTorchEngine(KVLoopEngine):
     name = "pytorch"
-    capabilities = Capabilities(folder="checkpoint", logits=True, num_crops_per_call=True, kv_reuse=True,
-                                openvino_devices=False, eager=True, prefix_cache=True, sampler=True)
+    capabilities = Capabilities(folder="checkpoint", logits=True, num_crops_per_call=True, openvino_devices=False,
+                                eager=True, sampler=True)
 
     def check_folder(self):
         if not (self.model_dir / "config.json").exists() or not any(self.model_dir.glob("*.safetensors")):
@@ -63,7 +68,7 @@ class PyTorchEngine(KVLoopEngine):
 
     @property
     def precision(self):
-        return self.options.precision or "f32"
+        return checkpoint_precision(self.options)
 
     def load_model(self):
         from transformers import AutoProcessor
@@ -77,13 +82,3 @@ class PyTorchEngine(KVLoopEngine):
         self.processor = AutoProcessor.from_pretrained(self.model_dir)
         self.loop = KVTurnLoop(TorchModel(self.model), self.processor, folder_stop_token_ids(self.model_dir),
                                self.config, self.options.prefix_cache_mb << 20)
-
-    def language_weight_bytes(self):
-        decoder = list(self.model.model.layers.parameters()) + list(self.model.lm_head.parameters())
-        return sum(p.numel() * p.element_size() for p in decoder)
-
-    def weights_label(self):
-        return self.precision
-
-    def kv_cache_bytes(self):
-        return torch.finfo(DTYPES[self.precision]).bits // 8

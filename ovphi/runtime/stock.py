@@ -97,7 +97,7 @@ class StockOptimumEngine(Engine):
 
 class StockGenaiEngine(GenaiEngine):
     name = "genai-stock"
-    capabilities = Capabilities(kv_reuse=True, runtime_options=False)
+    capabilities = Capabilities(runtime_options=False)
 
     def pipeline_properties(self):
         return {}
