@@ -64,6 +64,7 @@ def test_a_new_engine_is_benchmarked(tiny_dir, tmp_path):
                    "--out", tmp_path / "report")
     assert result.returncode == 0, result.stderr
     variant, = json.loads((tmp_path / "report" / "report.json").read_text())["variants"]
-    assert variant["backend"] == "fake" and variant["weights"] == "fake"
+    assert variant["backend"] == "fake" and variant["weights"] == "unknown"  # a folder with no manifest says none
+    assert variant["language_weight_bytes"] is None and variant["scenarios"]["image_nc4"]["roofline"]["decode_roof_s"] is None
     assert variant["scenarios"]["image_nc4"]["prompt_tokens"]["median"] == 110  # 1 message, 1 image
     assert variant["scenarios"]["second_turn"]["prompt_tokens"]["median"] == 130
