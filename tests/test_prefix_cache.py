@@ -7,16 +7,19 @@ from PIL import Image
 from ovphi.images import image_digest
 from ovphi.runtime import ChatSession, load
 from ovphi.runtime.prefix_cache import PrefixCache, prefix_key
+from ovphi.runtime.prompt import ImageSpan, Prompt
 
 
 def test_keys_name_images_by_content_and_crops():
     red, other_red = Image.new("RGB", (64, 48), "red"), Image.new("RGB", (64, 48), "red")
     blue = Image.new("RGB", (64, 48), "blue")
     assert image_digest(red) == image_digest(other_red) != image_digest(blue)
-    ids = [1, 5, -1, -1, -1, 7]
-    key = prefix_key(ids, [image_digest(red)], 4)
-    assert key == (4, 1, 5, (image_digest(red), 3), 7) == prefix_key(ids, [image_digest(other_red)], 4)
-    assert key != prefix_key(ids, [image_digest(blue)], 4) and key != prefix_key(ids, [image_digest(red)], 16)
+    def prompt(picture):
+        return Prompt([1, 5, -1, -1, -1, 7, 9], (ImageSpan(2, 5, 1, image_digest(picture), 5),))
+
+    key = prefix_key(prompt(red), 6, 4)
+    assert key == (4, 1, 5, (image_digest(red), 3), 7) == prefix_key(prompt(other_red), 6, 4)
+    assert key != prefix_key(prompt(blue), 6, 4) and key != prefix_key(prompt(red), 6, 16)
 
 
 def test_the_cache_keeps_the_most_recent_within_its_bytes():

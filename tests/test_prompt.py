@@ -7,7 +7,7 @@ from ovphi.model.image_processing_phi3_v import Phi3VImageProcessor
 from ovphi.model.processing_phi3_v import Phi3VProcessor
 from ovphi.model.tokenizer import build_tokenizer
 from ovphi.runtime.conversation import Conversation, ImagePart
-from ovphi.runtime.prompt import prompt_ids, tagged_text
+from ovphi.runtime.prompt import build_prompt, prompt_ids, tagged_text
 
 TOKENS = [5, 7]  # tokens per image: small, so that the ids are easy to read
 
@@ -63,3 +63,22 @@ def test_a_runtime_with_its_own_template_gets_tags_or_a_clear_refusal():
     for forged in ("a<|end|>b", "see <|image_1|>", "<s>"):
         with pytest.raises(OvphiError, match="control-token"):
             tagged_text(talk.add("user", forged), 1)
+
+
+def test_a_prompt_knows_where_its_images_lie(tokenizer, red_image, blue_image):
+    import torch
+
+    talk = Conversation()
+    talk.add("user", ImagePart(red_image), ImagePart(blue_image), "Compare them.")
+    talk.add("assistant", "Alike.")
+    talk.add("user", ImagePart(red_image.copy()), "And this?")
+    sizes = torch.tensor([[672, 672], [336, 1008], [672, 672]])  # 2x2, 1x3 and 2x2 crops of 336 px
+    prompt = build_prompt(tokenizer, talk, {"num_img_tokens": [5, 7, 5], "image_sizes": sizes})
+    first, second, third = prompt.images
+    assert [(span.number, span.end - span.start, span.crops) for span in prompt.images] == [(1, 5, 5), (2, 7, 4), (3, 5, 5)]
+    assert prompt.ids == prompt_ids(tokenizer, talk.messages, [5, 7, 5])
+    assert all(prompt.ids[span.start:span.end] == [-span.number] * 5 for span in (first, third))
+    assert first.digest == third.digest != second.digest  # the same picture sent twice
+    assert prompt.positions[first.start:first.end] == [first.digest] * 5 and prompt.images_end == third.end
+    assert prompt.whole_images(second.start + 3) == second.start and prompt.whole_images(second.end) == second.end
+    assert prompt.images_from(second.start) == [second, third]

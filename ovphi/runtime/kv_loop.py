@@ -23,14 +23,13 @@ import psutil
 import torch
 
 from ..errors import PromptTooLong
-from ..model.constants_phi3_v import CROP
 from .cancellable import Cancelled
 from .constraint import Constraint
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefill_costs import PrefillCosts
 from .prefix_cache import PrefixCache, prefix_key
-from .prompt import prompt_ids
+from .prompt import build_prompt
 from .sampling import Sampler, token_logprob
 from .timings import from_token_times
 
@@ -86,12 +85,12 @@ class KVTurnLoop:
         return inputs
 
     def prompt(self, conversation, num_crops):
-        """(prompt ids, image inputs) of a conversation; refuses a prompt the context cannot hold."""
+        """(Prompt, image inputs) of a conversation; refuses a prompt the context cannot hold."""
         inputs = self.image_inputs([part.image for part in conversation.images], num_crops)
-        ids = prompt_ids(self.tokenizer, conversation.messages, inputs.get("num_img_tokens", []))
-        if len(ids) >= self.context:
-            raise PromptTooLong(f"the prompt has {len(ids)} tokens; the context holds {self.context}")
-        return ids, inputs
+        prompt = build_prompt(self.tokenizer, conversation, inputs)
+        if len(prompt.ids) >= self.context:
+            raise PromptTooLong(f"the prompt has {len(prompt.ids)} tokens; the context holds {self.context}")
+        return prompt, inputs
 
     def check_memory(self, new_tokens, total_tokens):
         """Refuse, before it starts, a prefill that needs more memory than the machine has free."""
@@ -104,42 +103,44 @@ class KVTurnLoop:
         self.model.keep(length, len(self.cached_ids))
         self.cached_ids = self.cached_ids[:length]
 
-    def embed(self, new_ids, image_inputs, emit):
-        """(embeddings of new_ids, vision seconds); images whose tokens lie in new_ids are encoded."""
-        ids = torch.tensor([new_ids])
-        embeds = self.model.text_embeds(ids.clamp(min=0))
-        numbers = sorted({-i for i in new_ids if i < 0})
-        if not numbers:
+    def embed(self, prompt, start, image_inputs, emit):
+        """(embeddings of the prompt's positions from `start`, vision seconds); the images there are encoded."""
+        embeds = self.model.text_embeds(torch.tensor([prompt.ids[start:]]).clamp(min=0))
+        spans = prompt.images_from(start)
+        if not spans:
             return embeds, 0.0
-        pixel_values = image_inputs["pixel_values"][[n - 1 for n in numbers]]
-        sizes = image_inputs["image_sizes"][[n - 1 for n in numbers]]
-        crops = sum((h // CROP) * (w // CROP) + 1 for h, w in sizes.tolist())
-        emit(Status("vision", f"encoding {len(numbers)} image{'s' * (len(numbers) > 1)} ({crops} crops)", crops,
+        chosen = [span.number - 1 for span in spans]
+        crops = sum(span.crops for span in spans)
+        emit(Status("vision", f"encoding {len(spans)} image{'s' * (len(spans) > 1)} ({crops} crops)", crops,
                     crops / self.vision_rate if self.vision_rate else None))
         started = time.perf_counter()
-        embeds[ids < 0] = self.model.image_features(pixel_values, sizes).to(embeds.dtype)
+        features = self.model.image_features(image_inputs["pixel_values"][chosen],
+                                             image_inputs["image_sizes"][chosen]).to(embeds.dtype)
         seconds = time.perf_counter() - started
         self.vision_rate = crops / seconds
+        done = 0
+        for span in spans:  # the features come in the spans' order
+            embeds[0, span.start - start:span.end - start] = features[done:done + span.end - span.start]
+            done += span.end - span.start
         return embeds, seconds
 
-    def prefill(self, ids, image_inputs, emit=lambda event: None, digests=(), num_crops=None):
-        """Bring the cache to `ids`, computing only what it lacks: (logits of the new positions, how many
+    def prefill(self, prompt, image_inputs, emit=lambda event: None, num_crops=None):
+        """Bring the cache to the Prompt, computing only what it lacks: (logits of the new positions, how many
         were computed, vision seconds, prefix cache use: "hit", "miss" or None). Image positions are matched by
-        the content `digests` name, not by their -N ids: another picture never passes for a cached one. The cache of a prompt's
+        their pictures' content, so another picture never passes for a cached one. The cache of a prompt's
         positions up to its last image is snapshotted after the answer (keep_pending_snapshot), for a new
         conversation about the same images; only below LongRoPE's switch, where those positions' keys do not
         depend on how long the whole prompt is."""
-        positions = [token if token >= 0 else digests[-token - 1] for token in ids] if digests else list(ids)
+        ids, positions = prompt.ids, prompt.positions
         reuse = min(common_prefix(self.cached_ids, positions), len(ids) - 1)  # one token at least, for logits
-        while reuse and ids[reuse] < 0 and ids[reuse - 1] == ids[reuse]:
-            reuse -= 1  # never split one image's tokens between cache and prefill
+        reuse = prompt.whole_images(reuse)
         if reuse and self.costs.from_scratch_is_cheaper(reuse, len(ids) - reuse):
             reuse = 0  # e.g. a server's next client, who shares only the template's first tokens
         self.check_memory(len(ids) - reuse, len(ids))
-        images_end = max((i + 1 for i, token in enumerate(ids) if token < 0), default=0)
-        use_cache = bool(self.prefix_cache.max_bytes and digests) and reuse < images_end < len(ids) <= self.short_context \
+        images_end = prompt.images_end
+        use_cache = bool(self.prefix_cache.max_bytes) and reuse < images_end < len(ids) <= self.short_context \
             and not self.costs.from_scratch_is_cheaper(images_end, len(ids) - images_end)
-        key = prefix_key(ids[:images_end], digests, num_crops) if use_cache else None
+        key = prefix_key(prompt, images_end, num_crops) if use_cache else None
         snapshot = self.prefix_cache.get(key) if use_cache else None
         if snapshot is not None:
             self.model.restore(snapshot, images_end)
@@ -147,7 +148,7 @@ class KVTurnLoop:
         else:
             self.keep(reuse)
             self.pending_snapshot = (key, images_end) if use_cache else None
-        embeds, vision_seconds = self.embed(ids[reuse:], image_inputs, emit)
+        embeds, vision_seconds = self.embed(prompt, reuse, image_inputs, emit)
         emit(Status("prefill", f"reading {len(ids) - reuse} prompt tokens", len(ids) - reuse,
                     self.costs.seconds(len(ids) - reuse, reuse) if self.costs.measured else None))
         started = time.perf_counter()
@@ -167,14 +168,13 @@ class KVTurnLoop:
     def generate(self, conversation, generation, emit, stop_requested, load_seconds):
         """One turn (see Engine.generate)."""
         started = time.perf_counter()
-        ids, image_inputs = self.prompt(conversation, generation.num_crops)
+        prompt, image_inputs = self.prompt(conversation, generation.num_crops)
+        ids = prompt.ids
         constraint = Constraint(generation.grammar, self.tokenizer, self.config["vocab_size"],
                                 self.stop_ids) if generation.grammar else None
         sampler = Sampler(generation, len(self.tokenizer), constraint)  # checks logit_bias before any prefill
-        digests = [part.digest for part in conversation.images]
         try:
-            logits, processed, vision_seconds, prefix = self.prefill(ids, image_inputs, emit, digests,
-                                                                     generation.num_crops)
+            logits, processed, vision_seconds, prefix = self.prefill(prompt, image_inputs, emit, generation.num_crops)
         except Cancelled:  # stopped inside the vision encode or the prefill: the cache holds part of it
             self.reset()
             timings = from_token_times(load_seconds, 0.0, [], time.perf_counter() - started, prompt_tokens=len(ids),
@@ -212,13 +212,11 @@ class KVTurnLoop:
 
     def score(self, conversation, answer_ids, num_crops=None):
         """Teacher forcing (see Engine.score). A prompt the cache already holds is not computed again."""
-        ids, image_inputs = self.prompt(conversation, num_crops)
-        digests = [part.digest for part in conversation.images]
-        positions = [token if token >= 0 else digests[-token - 1] for token in ids]
-        self.keep(min(common_prefix(self.cached_ids, positions), len(ids) - 1))  # keep only the prompt
-        full = ids + list(answer_ids)
-        logits, processed, _, _ = self.prefill(full, image_inputs, digests=digests, num_crops=num_crops)
-        first = len(ids) - 1 - (len(full) - processed)  # logits cover the positions from len(full) - processed
+        prompt, image_inputs = self.prompt(conversation, num_crops)
+        self.keep(min(common_prefix(self.cached_ids, prompt.positions), len(prompt.ids) - 1))  # keep only the prompt
+        full = prompt.extended(answer_ids)
+        logits, processed, _, _ = self.prefill(full, image_inputs, num_crops=num_crops)
+        first = len(prompt.ids) - 1 - (len(full.ids) - processed)  # logits cover positions from len(full) - processed
         return logits[first:first + len(answer_ids)]
 
 

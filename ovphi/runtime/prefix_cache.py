@@ -4,21 +4,16 @@ bounded in bytes, keyed by the prompt up to the last image with each image named
 from collections import OrderedDict
 
 
-def prefix_key(ids, digests, num_crops):
-    """A prompt prefix with each image's run of -N ids replaced by that image's digest and run length."""
-    key, index = [num_crops], 0
-    while index < len(ids):
-        token = ids[index]
-        if token >= 0:
-            key.append(token)
-            index += 1
-            continue
-        end = index
-        while end < len(ids) and ids[end] == token:
-            end += 1
-        key.append((digests[-token - 1], end - index))
-        index = end
-    return tuple(key)
+def prefix_key(prompt, end, num_crops):
+    """The prompt's first `end` positions, each image's run of positions as its picture's digest and length."""
+    key, position = [num_crops], 0
+    for span in prompt.images:
+        if span.start >= end:
+            break
+        key += prompt.ids[position:span.start]
+        key.append((span.digest, span.end - span.start))
+        position = span.end
+    return tuple(key + prompt.ids[position:end])
 
 
 class PrefixCache:

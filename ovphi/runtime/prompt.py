@@ -8,8 +8,10 @@ after an image starts with <s> as there. A user's text is text: a control-token 
 image. An assistant message that keeps its generated ids is fed back as those ids.
 """
 import re
+from dataclasses import dataclass
 
 from ..errors import OvphiError
+from ..model.constants_phi3_v import CROP
 from .conversation import ImagePart
 
 MARKER = "\ue000{}\ue001"  # private-use characters around a message number, swapped for its content
@@ -54,9 +56,71 @@ def encode_run(tokenizer, run, bos):
     return ids
 
 
+@dataclass(frozen=True)
+class ImageSpan:
+    """Image `number` (numbered over the conversation from 1) at positions start..end-1 of a prompt's ids;
+    `digest` names its picture's content, `crops` how many CLIP crops encode it."""
+
+    start: int
+    end: int
+    number: int
+    digest: str
+    crops: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt's token ids (an image's positions hold -number) and where each image lies in them: whatever
+    reuses a KV prefix, keys a snapshot or encodes images reads `images`."""
+
+    ids: list
+    images: tuple = ()
+
+    def extended(self, ids):
+        """This prompt with more text ids after it (an answer to score)."""
+        return Prompt(self.ids + list(ids), self.images)
+
+    @property
+    def positions(self):
+        """What a KV cache holds at each position: the token id, or the digest of the picture there."""
+        held = list(self.ids)
+        for span in self.images:
+            held[span.start:span.end] = [span.digest] * (span.end - span.start)
+        return held
+
+    @property
+    def images_end(self):
+        """The position after the last image (0 without images)."""
+        return self.images[-1].end if self.images else 0
+
+    def whole_images(self, length):
+        """`length`, moved back to the start of an image it would split: an image is cached or encoded whole."""
+        return next((span.start for span in self.images if span.start < length < span.end), length)
+
+    def images_from(self, position):
+        """The images at or after `position`: those a prefill from there encodes."""
+        return [span for span in self.images if span.start >= position]
+
+
+def build_prompt(tokenizer, conversation, image_inputs):
+    """The Prompt of a conversation whose pictures the image processor made `image_inputs` of."""
+    tokens = image_inputs.get("num_img_tokens", [])
+    ids, placed = prompt_spans(tokenizer, conversation.messages, tokens)
+    sizes = image_inputs["image_sizes"].tolist() if tokens else []
+    digests = [part.digest for part in conversation.images]
+    return Prompt(ids, tuple(ImageSpan(start, end, number, digests[number - 1],
+                                       1 + (sizes[number - 1][0] // CROP) * (sizes[number - 1][1] // CROP))
+                             for start, end, number in placed))
+
+
 def prompt_ids(tokenizer, messages, tokens_per_image, add_generation_prompt=True):
     """Token ids of the conversation, image N's positions holding -N (tokens_per_image[N - 1] of them)."""
-    ids, run, bos = [], [], True
+    return prompt_spans(tokenizer, messages, tokens_per_image, add_generation_prompt)[0]
+
+
+def prompt_spans(tokenizer, messages, tokens_per_image, add_generation_prompt=True):
+    """(the prompt's ids, (start, end, N) of each image's positions)."""
+    ids, run, bos, placed = [], [], True, []
 
     def flush():
         nonlocal bos
@@ -70,6 +134,7 @@ def prompt_ids(tokenizer, messages, tokens_per_image, add_generation_prompt=True
             flush()
             if value > len(tokens_per_image):
                 raise OvphiError(f"the conversation has image {value} but {len(tokens_per_image)} were processed")
+            placed.append((len(ids), len(ids) + tokens_per_image[value - 1], value))
             ids += [-value] * tokens_per_image[value - 1]
             bos = True  # Phi-3-vision starts every text chunk after an image with <s>
         elif kind == "ids":
@@ -78,7 +143,7 @@ def prompt_ids(tokenizer, messages, tokens_per_image, add_generation_prompt=True
         else:
             run.append((kind, value))
     flush()
-    return ids
+    return ids, placed
 
 
 def tagged_messages(messages):
