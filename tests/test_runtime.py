@@ -307,3 +307,19 @@ def test_the_genai_engine_refuses_a_repetition_penalty_with_images(int4_ir, red_
     with pytest.raises(OvphiError, match="#4405"):
         list(ChatSession(engine, repetition_penalty=1.2).ask("Describe it.", [red_image]))
     assert list(ChatSession(engine, repetition_penalty=1.2, max_new_tokens=4).ask("Hi"))[-1].timings.answer_tokens == 4
+
+
+def test_genai_counts_the_prompt_and_refuses_one_past_the_context_before_any_work(int4_ir, red_image):
+    from ovphi.errors import PromptTooLong
+    from ovphi.runtime import ImagePart
+
+    engine = load(int4_ir, "genai")
+    asked = Conversation()
+    asked.add("user", ImagePart(red_image), "Describe the image.")
+    result = list(engine.stream(asked, GenerationConfig(max_new_tokens=2)))[-1]
+    assert 0 <= engine.prompt_tokens(asked) - result.timings.prompt_tokens <= 8  # the image tag's own tokens
+    huge = Conversation()
+    huge.add("user", "word " * 140_000)  # past the 131,072-token context
+    events = engine.stream(huge, GenerationConfig(max_new_tokens=2))
+    with pytest.raises(PromptTooLong, match="the context holds 131072"):
+        next(events)  # the first event: nothing was read before the refusal

@@ -2,7 +2,7 @@
 turn of a multi-turn scenario is also reported). Adding a scenario is one entry."""
 from dataclasses import dataclass
 
-from ..model.image_processing_phi3_v import crop_grid
+from ..model.constants_phi3_v import crop_grid
 from ..runtime import ChatSession, GenerationConfig
 from ..runtime.constraint import schema_grammar
 

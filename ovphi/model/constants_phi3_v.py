@@ -1,5 +1,7 @@
-"""Phi-3.5-vision's fixed numbers, in one place for the model code, the checkpoint builders, convert and
-the roofline (copied into every model folder with the rest of the model code)."""
+"""Phi-3.5-vision's fixed numbers and the HD grid's arithmetic on them, in one place for the model code, the
+checkpoint builders, convert, the runtimes and the roofline (copied into every model folder with the rest of the
+model code). Needs nothing but the standard library."""
+import math
 
 CLIP_REPO = "openai/clip-vit-large-patch14-336"
 CLIP_VIT_L_336 = {
@@ -18,3 +20,29 @@ AUTO_MAP = {
     "preprocessor_config.json": {"AutoProcessor": "processing_phi3_v.Phi3VProcessor",
                                  "AutoImageProcessor": "image_processing_phi3_v.Phi3VImageProcessor"},
 }
+
+
+def crop_grid(width, height, num_crops):
+    """(columns, rows, resized width, resized height) of the HD grid for an image of this size.
+
+    The long side gets the most 336-px crops such that the grid still has at most num_crops crops;
+    the short side keeps the aspect and is padded up to a multiple of 336.
+    """
+    transposed = width < height
+    long_side, short_side = (height, width) if transposed else (width, height)
+    ratio = long_side / short_side
+    scale = 1
+    while (scale + 1) * math.ceil((scale + 1) / ratio) <= num_crops:
+        scale += 1
+    new_long = scale * CROP
+    new_short = max(1, int(new_long / ratio))
+    long_crops, short_crops = scale, math.ceil(new_short / CROP)
+    if transposed:
+        return short_crops, long_crops, new_short, new_long
+    return long_crops, short_crops, new_long, new_short
+
+
+def num_image_tokens(rows, cols, tokens_per_crop=TOKENS_PER_CROP):
+    """Image tokens of an image split into rows x cols crops: sub grid, separators, global view."""
+    side = int(math.isqrt(tokens_per_crop))
+    return (rows * cols + 1) * tokens_per_crop + 1 + (rows + 1) * side

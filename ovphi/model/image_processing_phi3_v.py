@@ -1,39 +1,11 @@
 """Phi-3.5-vision image processor: HD resize and pad to 336-px crops, plus one global 336x336 view."""
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .constants_phi3_v import CLIP_MEAN, CLIP_STD, CROP, TOKENS_PER_CROP
-
-
-def crop_grid(width, height, num_crops):
-    """(columns, rows, resized width, resized height) of the HD grid for an image of this size.
-
-    The long side gets the most 336-px crops such that the grid still has at most num_crops crops;
-    the short side keeps the aspect and is padded up to a multiple of 336.
-    """
-    transposed = width < height
-    long_side, short_side = (height, width) if transposed else (width, height)
-    ratio = long_side / short_side
-    scale = 1
-    while (scale + 1) * math.ceil((scale + 1) / ratio) <= num_crops:
-        scale += 1
-    new_long = scale * CROP
-    new_short = max(1, int(new_long / ratio))
-    long_crops, short_crops = scale, math.ceil(new_short / CROP)
-    if transposed:
-        return short_crops, long_crops, new_short, new_long
-    return long_crops, short_crops, new_long, new_short
-
-
-def num_image_tokens(rows, cols, tokens_per_crop=TOKENS_PER_CROP):
-    """Image tokens of an image split into rows x cols crops: sub grid, separators, global view."""
-    side = int(math.isqrt(tokens_per_crop))
-    return (rows * cols + 1) * tokens_per_crop + 1 + (rows + 1) * side
+from .constants_phi3_v import CLIP_MEAN, CLIP_STD, CROP, TOKENS_PER_CROP, crop_grid, num_image_tokens
 
 
 class Phi3VImageProcessor(BaseImageProcessor):

@@ -7,7 +7,8 @@ import numpy as np
 import openvino as ov
 import openvino_genai
 
-from ..errors import OvphiError
+from ..errors import OvphiError, PromptTooLong
+from ..model.constants_phi3_v import crop_grid, num_image_tokens
 from ..model.tokens import folder_stop_token_ids
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
 from .prompt import tagged_messages
@@ -109,6 +110,9 @@ class GenaiEngine(Engine):
         if generation.repetition_penalty != 1.0 and conversation.images:
             raise OvphiError("repetition_penalty with images fails inside openvino.genai 2026.4.1 (its issue #4405:"
                              " image positions are negative ids); use --backend optimum, or no penalty")
+        count, context = self.prompt_tokens(conversation), self.config["max_position_embeddings"]
+        if count >= context:  # refused before any work: genai's generate cannot be interrupted
+            raise PromptTooLong(f"the prompt has about {count} tokens; the context holds {context}")
         new_images = self.extend_history(conversation)
         seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
         emit(Status("prefill", f"reading the prompt{seen}", 0, None))
@@ -118,6 +122,17 @@ class GenaiEngine(Engine):
         ids = streamer.token_ids
         kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
         return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled, self.timings(result.perf_metrics))
+
+    def prompt_tokens(self, conversation):
+        """About how many tokens genai will read: its templated text, each picture's `<|image_N|>` tag counted
+        beside the picture's tokens (a few more than genai reads)."""
+        tokenizer = self.pipe.get_tokenizer()
+        text = tokenizer.apply_chat_template(tagged_messages(conversation.messages), add_generation_prompt=True)
+        count = tokenizer.encode(text).input_ids.get_shape()[1]
+        for part in conversation.images:
+            columns, rows, _, _ = crop_grid(*part.image.size, self.num_crops)
+            count += num_image_tokens(rows, columns)
+        return count
 
     def timings(self, metrics):
         """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached
