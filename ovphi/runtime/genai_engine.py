@@ -116,12 +116,14 @@ class GenaiEngine(Engine):
         new_images = self.extend_history(conversation)
         seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
         emit(Status("prefill", f"reading the prompt{seen}", 0, None))
-        streamer = RecordingStreamer(self.pipe.get_tokenizer(), emit, time.perf_counter(), self.stop_requested)
+        started = time.perf_counter()
+        streamer = RecordingStreamer(self.pipe.get_tokenizer(), emit, started, self.stop_requested)
         result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
                                     generation_config=self.genai_config(generation), streamer=streamer)
+        total = time.perf_counter() - started
         ids = streamer.token_ids
         kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
-        return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled, self.timings(result.perf_metrics))
+        return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled, self.timings(result.perf_metrics, total))
 
     def prompt_tokens(self, conversation):
         """About how many tokens genai will read: its templated text, each picture's `<|image_N|>` tag counted
@@ -134,9 +136,10 @@ class GenaiEngine(Engine):
             count += num_image_tokens(rows, columns)
         return count
 
-    def timings(self, metrics):
-        """TurnTimings from genai's perf metrics; processed tokens = prompt minus what the last turn cached
-        (None when that cannot be told)."""
+    def timings(self, metrics, total_s):
+        """TurnTimings from genai's perf metrics and the turn's wall time (total_s, on the clock of its Chunks'
+        time_s: genai's own generate duration leaves out its set-up); processed tokens = prompt minus what the last
+        turn cached (None when that cannot be told)."""
         prompt = metrics.get_num_input_tokens()
         answer = metrics.get_num_generated_tokens()
         if not self.cached_tokens:
@@ -149,5 +152,5 @@ class GenaiEngine(Engine):
         tpot = metrics.get_tpot().mean / 1000 if answer > 1 else None
         return TurnTimings(load_s=self.load_seconds, vision_s=metrics.get_vision_encoding_duration().mean / 1000,
                            ttft_s=metrics.get_ttft().mean / 1000, tpot_s=tpot,
-                           total_s=metrics.get_generate_duration().mean / 1000, prompt_tokens=prompt,
+                           total_s=total_s, prompt_tokens=prompt,
                            processed_tokens=processed, answer_tokens=answer)
