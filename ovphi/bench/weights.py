@@ -1,6 +1,8 @@
 """What a bench report says of a variant's language model, read from its folder and options (the engine contract
 knows nothing of benchmarks): how the weights are stored, the bytes one generated token reads, and the bytes of
 one KV cache element."""
+import math
+
 from safetensors import safe_open
 
 from ..convert.manifest import read_manifest
@@ -31,9 +33,5 @@ def checkpoint_language_elements(folder):
         with safe_open(path, "pt") as tensors:
             for name in tensors.keys():
                 if name.startswith(LANGUAGE_TENSORS):
-                    shape = tensors.get_slice(name).get_shape()
-                    count = 1
-                    for size in shape:
-                        count *= size
-                    total += count
+                    total += math.prod(tensors.get_slice(name).get_shape())
     return total

@@ -42,6 +42,11 @@ def crop_grid(width, height, num_crops):
     return long_crops, short_crops, new_long, new_short
 
 
+def crop_count(height, width):
+    """CLIP crops of a picture resized to height x width (336-px multiples): its sub-crops and the global view."""
+    return 1 + (height // CROP) * (width // CROP)
+
+
 def num_image_tokens(rows, cols, tokens_per_crop=TOKENS_PER_CROP):
     """Image tokens of an image split into rows x cols crops: sub grid, separators, global view."""
     side = int(math.isqrt(tokens_per_crop))

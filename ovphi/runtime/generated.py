@@ -4,6 +4,9 @@ an answer does not always re-tokenize into the ids that made it (a broken UTF-8 
 inside a token)."""
 from collections import OrderedDict
 
+from .conversation import Message
+from .prompt import common_prefix
+
 REMEMBERED = 64  # conversations; each holds only its messages' signatures and answer ids
 
 
@@ -25,7 +28,7 @@ class GeneratedAnswers:
         if result.finish_reason == "cancelled" or result.token_ids is None:
             return
         key = tuple(signature(message) for message in conversation.messages) + \
-            (("assistant", result.answer, ()),)
+            (signature(Message("assistant", [result.answer])),)
         self.conversations[key] = [message.token_ids for message in conversation.messages] + [result.token_ids]
         self.conversations.move_to_end(key)
         while len(self.conversations) > self.size:
@@ -35,11 +38,7 @@ class GeneratedAnswers:
         asked = [signature(message) for message in conversation.messages]
         best, best_length = None, 0
         for key in reversed(self.conversations):  # the most recent first, among equally long matches
-            length = 0
-            for old, new in zip(key, asked):
-                if old != new:
-                    break
-                length += 1
+            length = common_prefix(key, asked)
             if length > best_length:
                 best, best_length = key, length
         if best is None:

@@ -29,7 +29,7 @@ from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
 from .prefill_costs import PrefillCosts
 from .prefix_cache import PrefixCache, prefix_key
-from .prompt import build_prompt
+from .prompt import build_prompt, common_prefix
 from .sampling import Sampler, token_logprob
 from .timings import from_token_times
 
@@ -42,15 +42,6 @@ def prefill_bytes(config, new_tokens, total_tokens):
     head_dim = config["hidden_size"] // heads
     kv = 2 * layers * config.get("num_key_value_heads", heads) * head_dim * total_tokens * 4
     return kv + heads * new_tokens * total_tokens * 4 + new_tokens * config["vocab_size"] * 4
-
-
-def common_prefix(a, b):
-    length = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        length += 1
-    return length
 
 
 class KVTurnLoop:

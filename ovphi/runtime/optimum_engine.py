@@ -8,7 +8,7 @@ import openvino as ov
 import torch
 
 from ..model import register_auto_classes
-from ..model.constants_phi3_v import CROP
+from ..model.constants_phi3_v import crop_count
 from ..model.tokens import folder_stop_token_ids
 from ..resources import page_out_mapped_files
 from .cancellable import Cancelled, CancellableModel, CancellableRequest
@@ -73,7 +73,7 @@ class OpenVINOModel:
         for number, (height, width) in enumerate(image_sizes.tolist()):
             if self.stop.is_set():
                 raise Cancelled
-            crops = 1 + (height // CROP) * (width // CROP)
+            crops = crop_count(height, width)
             features.append(torch.from_numpy(self.model.get_vision_embeddings(
                 pixel_values[number:number + 1, :crops], image_sizes=image_sizes[number:number + 1])))
         return torch.cat(features)

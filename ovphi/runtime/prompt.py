@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import OvphiError
-from ..model.constants_phi3_v import CROP
+from ..model.constants_phi3_v import crop_count
 from .conversation import ImagePart
 
 MARKER = "\ue000{}\ue001"  # private-use characters around a message number, swapped for its content
@@ -54,6 +54,16 @@ def encode_run(tokenizer, run, bos):
     for kind, text in run:
         ids += tokenizer(text, add_special_tokens=False, split_special_tokens=kind == "text").input_ids
     return ids
+
+
+def common_prefix(a, b):
+    """How many leading items two sequences share."""
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,7 @@ def build_prompt(tokenizer, conversation, image_inputs):
     ids, placed = prompt_spans(tokenizer, conversation.messages, tokens)
     sizes = image_inputs["image_sizes"].tolist() if tokens else []
     digests = [part.digest for part in conversation.images]
-    return Prompt(ids, tuple(ImageSpan(start, end, number, digests[number - 1],
-                                       1 + (sizes[number - 1][0] // CROP) * (sizes[number - 1][1] // CROP))
+    return Prompt(ids, tuple(ImageSpan(start, end, number, digests[number - 1], crop_count(*sizes[number - 1]))
                              for start, end, number in placed))
 
 

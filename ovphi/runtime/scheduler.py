@@ -2,7 +2,6 @@
 its own events, cancel() and result(). Every turn of ask, chat, serve and bench goes through here
 (Engine.submit / Engine.stream)."""
 import asyncio
-import itertools
 import queue
 import threading
 from collections import deque
@@ -10,7 +9,7 @@ from collections import deque
 from ..errors import OvphiError
 from .events import TurnResult
 from .generated import GeneratedAnswers
-from .timings import TurnTimings
+from .timings import from_token_times
 
 ENDED = object()  # the last item of a handle's queue
 
@@ -25,8 +24,8 @@ class RequestHandle:
     a vision encode or prefill); result() waits for the TurnResult. An error in the turn is raised where its
     events are read."""
 
-    def __init__(self, request_id, conversation, generation, scheduler):
-        self.id, self.conversation, self.generation = request_id, conversation, generation
+    def __init__(self, conversation, generation, scheduler):
+        self.conversation, self.generation = conversation, generation
         self.scheduler = scheduler
         self.done = threading.Event()
         self.events = queue.Queue()
@@ -92,7 +91,6 @@ class Scheduler:
         self.running = None
         self.working = False  # whether the generation thread runs (it ends when nothing waits: an unused engine is freed)
         self.lock = threading.Lock()
-        self.ids = itertools.count(1)
         self.answers = GeneratedAnswers()
 
     def submit(self, conversation, generation, max_waiting=None):
@@ -104,7 +102,7 @@ class Scheduler:
             if max_waiting is not None and len(self.waiting) >= max_waiting:
                 raise Busy("too many requests are waiting")
             self.answers.restore(conversation)
-            handle = RequestHandle(next(self.ids), conversation, generation, self)
+            handle = RequestHandle(conversation, generation, self)
             self.waiting.append(handle)
             if not self.working:
                 self.working = True
@@ -120,8 +118,7 @@ class Scheduler:
                 handle.end(self.never_ran())
 
     def never_ran(self):
-        timings = TurnTimings(load_s=self.engine.load_seconds, vision_s=0.0, ttft_s=None, tpot_s=None, total_s=0.0,
-                              prompt_tokens=0, processed_tokens=0, answer_tokens=0)
+        timings = from_token_times(self.engine.load_seconds, 0.0, [], 0.0, prompt_tokens=0, processed_tokens=0)
         return TurnResult(answer="", token_ids=[], finish_reason="cancelled", timings=timings)
 
     def run(self):
