@@ -9,22 +9,31 @@ from pathlib import Path
 MADV_PAGEOUT = 21  # Linux 5.4+
 
 
-def peak_rss_bytes():
+def peak_rss_bytes(pids=()):
     """Peak resident memory of this process so far: VmHWM, which starts afresh at exec (ru_maxrss
-    also counts the parent's memory at fork, so a small child of a big parent would read big)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    also counts the parent's memory at fork, so a small child of a big parent would read big); with `pids`
+    (an engine's worker processes, Engine.worker_pids), the sum of their peaks and this one's (an upper bound:
+    the peaks need not have come at once)."""
+    if not Path("/proc/self/status").exists():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return sum(status_bytes(pid, "VmHWM") or 0 for pid in ("self", *pids))
 
 
-def rss_file_bytes():
-    """Resident memory of this process that maps files (e.g. model weights read through mmap): clean
-    pages the kernel can drop under pressure, unlike anonymous memory."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
+def rss_file_bytes(pids=()):
+    """Resident memory of this process (and of `pids`) that maps files (e.g. model weights read through mmap):
+    clean pages the kernel can drop under pressure, unlike anonymous memory."""
+    readings = [status_bytes(pid, "RssFile") for pid in ("self", *pids)]
+    return None if None in readings else sum(readings)
+
+
+def status_bytes(pid, field):
+    """A memory field of /proc/PID/status in bytes (None where it has none)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return None
 

@@ -78,9 +78,11 @@ def test_fp32_ir_equals_pytorch_token_for_token(fp32_ir, reference, square_image
     # ovphi's sampler never picks an id without a token; genai's does, as PyTorch's generate
     tokenless = max(plain, default=0) >= len(processor.tokenizer)
     own = pytorch_greedy(model, processor, text, images, only_tokens=True) if tokenless else plain
-    backends = ["optimum"] if images else ["optimum", "genai"]  # genai's own image preprocessing differs
+    backends = ["optimum"] if images else ["optimum", "genai", "genai-batch"]  # genai's image preprocessing differs
     for backend in backends:
-        answer, prompt_tokens = runtime_greedy(load(fp32_ir, backend=backend, **EXACT), text, images)
+        engine = load(fp32_ir, backend=backend, **EXACT)
+        answer, prompt_tokens = runtime_greedy(engine, text, images)
+        engine.close()
         assert prompt_tokens == length
         assert answer == (own if backend == "optimum" else plain), f"{backend} at {length} tokens"
 

@@ -7,6 +7,7 @@ import pytest
 
 from ovphi.convert.ovms import export_ovms
 from ovphi.errors import OvphiError
+from ovphi.runtime.config import RuntimeOptions
 
 
 def graph_options(text):
@@ -31,6 +32,8 @@ def test_the_graph_and_the_server_config_follow_ovms_format(int4_ir, tmp_path):
     assert int(options["max_num_batched_tokens"]) == context  # a whole prompt in one step: LongRoPE stays exact
     assert json.loads(options["plugin_config"].strip("'")) == {"KV_CACHE_PRECISION": "u8"}
     assert options["device"] == '"CPU"' and int(options["cache_size"]) > 0
+    defaults = RuntimeOptions()  # the genai-batch engine's own settings, so the folder batches alike in OVMS
+    assert int(options["cache_size"]) == defaults.kv_cache_gb and int(options["max_num_seqs"]) == defaults.slots
     servers = json.loads(written.read_text())
     assert servers["model_config_list"] == [] and servers["mediapipe_config_list"][0]["name"] == "other"
     entry = servers["mediapipe_config_list"][1]
@@ -69,7 +72,7 @@ def test_what_the_user_wrote_is_kept(int4_ir, tmp_path):
         export_ovms(ir)
     assert "cache_size: 12," in graph.read_text()
     export_ovms(ir, force=True)
-    assert "cache_size: 4," in graph.read_text()
+    assert f"cache_size: {RuntimeOptions().kv_cache_gb}," in graph.read_text()
     theirs.write_text("{not json")
     with pytest.raises(OvphiError, match="config.json is not JSON"):
         export_ovms(ir)

@@ -107,8 +107,8 @@ def main(args):
         text = json.dumps({"answer": result.answer, "finish_reason": result.finish_reason, "task": task,
                            "model": str(args.model_dir), "device": engine.device, "backend": engine.name,
                            "images": args.image, "frames": args.frames, "timings": result.timings.as_dict(),
-                           "ready_s": ready_s, "peak_rss_bytes": peak_rss_bytes(),
-                           "rss_file_bytes": rss_file_bytes()} | ({"logprobs": tokens} if args.logprobs is not None
+                           "ready_s": ready_s, "peak_rss_bytes": peak_rss_bytes(engine.worker_pids()),
+                           "rss_file_bytes": rss_file_bytes(engine.worker_pids())} | ({"logprobs": tokens} if args.logprobs is not None
                                                                   else {}), indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text)

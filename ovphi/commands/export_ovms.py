@@ -7,6 +7,7 @@ folder listed in OVMS's config.json beside it), for when one machine is not enou
 import argparse
 
 from ..convert.ovms import export_ovms
+from ..runtime.config import RuntimeOptions
 from .options import HelpFormatter
 
 
@@ -16,8 +17,11 @@ def setup_arg_parser():
     parser.add_argument("--model-name", help="the model id clients use (default: the folder's name)")
     parser.add_argument("--config", help="OVMS config.json to add the folder to (default: beside IR_DIR)")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, ...")
-    parser.add_argument("--cache-size", type=int, default=4, help="GB of KV cache OVMS reserves")
-    parser.add_argument("--max-num-seqs", type=int, default=16, help="sequences batched together")
+    defaults = RuntimeOptions()
+    parser.add_argument("--cache-size", type=int, default=defaults.kv_cache_gb,
+                        help="GB of KV cache OVMS reserves (serve's --kv-cache-gb)")
+    parser.add_argument("--max-num-seqs", type=int, default=defaults.slots,
+                        help="sequences batched together (serve's --slots)")
     parser.add_argument("--kv-cache-precision", choices=["u8"], help="u8 halves the KV cache (default: the device's)")
     parser.add_argument("--force", action="store_true", help="replace a graph.pbtxt that was edited by hand")
     return parser

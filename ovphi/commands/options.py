@@ -38,6 +38,10 @@ def add_device_options(parser):
     parser.add_argument("--no-cache", action="store_true", help="do not keep compiled models in MODEL_DIR/model_cache")
     parser.add_argument("--prefix-cache-mb", type=int, default=defaults.prefix_cache_mb,
                         help="KV snapshots kept for new conversations about images seen before (0: off)")
+    parser.add_argument("--slots", type=int, default=defaults.slots,
+                        help="conversations the genai-batch engine runs at once")
+    parser.add_argument("--kv-cache-gb", type=int, default=defaults.kv_cache_gb,
+                        help="the genai-batch engine's KV cache (default: an eighth of the memory)")
     parser.add_argument("--ov-option", action="append", default=[], metavar="KEY=VALUE",
                         help="another OpenVINO property, e.g. DYNAMIC_QUANTIZATION_GROUP_SIZE=64 (repeat)")
 
@@ -53,13 +57,14 @@ def runtime_options(args, precision=None):
     return RuntimeOptions(device=args.device, precision=precision or args.precision,
                           kv_cache_precision=args.kv_cache_precision, performance_hint=args.performance_hint,
                           cache=not args.no_cache, properties=parse_properties(args.ov_option),
-                          prefix_cache_mb=args.prefix_cache_mb)
+                          prefix_cache_mb=args.prefix_cache_mb, slots=args.slots, kv_cache_gb=args.kv_cache_gb)
 
 
 def device_arguments(options):
     """The command-line arguments that runtime_options() turns back into these RuntimeOptions."""
     arguments = ["--device", options.device, "--performance-hint", options.performance_hint,
-                 "--prefix-cache-mb", str(options.prefix_cache_mb)]
+                 "--prefix-cache-mb", str(options.prefix_cache_mb), "--slots", str(options.slots),
+                 "--kv-cache-gb", str(options.kv_cache_gb)]
     arguments += ["--precision", options.precision] if options.precision else []
     arguments += ["--kv-cache-precision", options.kv_cache_precision] if options.kv_cache_precision else []
     arguments += [] if options.cache else ["--no-cache"]

@@ -28,7 +28,7 @@ def setup_arg_parser():
     parser.add_argument("--insecure-no-auth", action="store_true",
                         help="allow a non-loopback --host without --api-key")
     parser.add_argument("--model-name", help="the model id clients use (default: the folder's name)")
-    parser.add_argument("--max-queue", type=int, default=8, help="requests waiting beyond the running one")
+    parser.add_argument("--max-queue", type=int, default=8, help="requests waiting beyond the running ones")
     parser.add_argument("--max-images", type=int, default=MAX_IMAGES, help="images in one request")
     parser.add_argument("--max-body-mb", type=int, default=50, help="largest request body")
     parser.add_argument("--max-tokens", type=int, default=1024, help="an answer's default and largest length")

@@ -1,8 +1,7 @@
 """What OpenVINO Model Server needs to serve an IR folder (the files its `export_model.py text_generation`
 writes): a MediaPipe graph.pbtxt in the folder, with the LLM calculator running the VLM pipeline, and
-the server's config.json beside the folder listing it. The pipeline keeps paged attention and prefix
-caching but takes a whole prompt in one step (no dynamic split-fuse): chunked, LongRoPE would pick its
-short factors for the chunks before position 4096. The stop tokens come from the folder's
+the server's config.json beside the folder listing it. The pipeline's scheduler settings are the genai-batch
+engine's (runtime/config.py batch_scheduler_settings). The stop tokens come from the folder's
 generation_config.json, which `ovphi convert` writes. Untested against a running OVMS here."""
 import hashlib
 import json
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from ..errors import OvphiError
 from ..files import read_json, write_atomically
+from ..runtime.config import RuntimeOptions, batch_scheduler_settings
 
 GRAPH = """input_stream: "HTTP_REQUEST_PAYLOAD:input"
 output_stream: "HTTP_RESPONSE_PAYLOAD:output"
@@ -33,11 +33,7 @@ node: {{
           pipeline_type: VLM_CB,
           models_path: "./",
           plugin_config: '{plugin_config}',
-          enable_prefix_caching: true,
-          cache_size: {cache_size},
-          max_num_batched_tokens: {max_num_batched_tokens},
-          dynamic_split_fuse: false,
-          max_num_seqs: {max_num_seqs},
+{scheduler}
           device: "{device}",
       }}
   }}
@@ -85,19 +81,24 @@ def check_settings(device, cache_size_gb, max_num_seqs):
         raise OvphiError(f"--max-num-seqs must be at least 1, not {max_num_seqs}")
 
 
-def export_ovms(ir_dir, model_name=None, config_path=None, device="CPU", cache_size_gb=4, max_num_seqs=16,
+def export_ovms(ir_dir, model_name=None, config_path=None, device="CPU", cache_size_gb=None, max_num_seqs=None,
                 kv_cache_precision=None, force=False):
     """Write IR_DIR/graph.pbtxt and add the folder to OVMS's config.json (default: beside IR_DIR), keeping every
     entry and key it has. A graph.pbtxt that was edited is replaced only with force. Returns (graph path, config
-    path)."""
+    path). The scheduler settings are the genai-batch engine's (config.batch_scheduler_settings), its slots and KV
+    cache by default, so the folder batches in OVMS as in `ovphi serve --backend genai-batch`."""
     ir_dir = Path(ir_dir)
+    defaults = RuntimeOptions()
+    cache_size_gb = defaults.kv_cache_gb if cache_size_gb is None else cache_size_gb
+    max_num_seqs = defaults.slots if max_num_seqs is None else max_num_seqs
     check_settings(device, cache_size_gb, max_num_seqs)
     if not (ir_dir / "openvino_language_model.xml").exists() or not (ir_dir / "openvino_tokenizer.xml").exists():
         raise OvphiError(f"{ir_dir} is not an IR folder of `ovphi convert` (no language model or tokenizer IR)")
     config = read_json(ir_dir / "config.json", "the IR folder's model config")
     plugin_config = {"KV_CACHE_PRECISION": kv_cache_precision} if kv_cache_precision else {}
-    graph = GRAPH.format(plugin_config=json.dumps(plugin_config), cache_size=cache_size_gb, device=device,
-                         max_num_batched_tokens=config["max_position_embeddings"], max_num_seqs=max_num_seqs)
+    settings = batch_scheduler_settings(config["max_position_embeddings"], max_num_seqs, cache_size_gb)
+    scheduler = "\n".join(f"          {name}: {json.dumps(value)}," for name, value in settings.items())
+    graph = GRAPH.format(plugin_config=json.dumps(plugin_config), scheduler=scheduler, device=device)
     name = model_name or ir_dir.resolve().name
     config_path = Path(config_path) if config_path else ir_dir.resolve().parent / "config.json"
     servers = read_json(config_path, "give OVMS's own with --config") if config_path.exists() else {}

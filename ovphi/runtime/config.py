@@ -88,6 +88,21 @@ class GenerationConfig:
         return self.temperature < GREEDY_BELOW
 
 
+def default_kv_cache_gb():
+    """An eighth of the machine's memory, at least 1 GB: 1 GB on an 8 GB laptop holds about 5,000 tokens of the
+    full-size model's u8 KV cache (192 KiB a token), four conversations of a picture and a few turns."""
+    return max(1, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 8 >> 30)
+
+
+def batch_scheduler_settings(context, slots, kv_cache_gb):
+    """openvino.genai's SchedulerConfig fields for continuous batching, in the genai-batch engine and in the OVMS
+    graph of `ovphi export-ovms` alike: paged attention with prefix caching, but a whole prompt in one step
+    (`context` tokens at most): chunked, LongRoPE would pick its short factors for the chunks before position 4096
+    (PyTorch: long for all); `slots` sequences at once, a KV cache of `kv_cache_gb` GB."""
+    return {"enable_prefix_caching": True, "dynamic_split_fuse": False, "max_num_batched_tokens": context,
+            "max_num_seqs": slots, "cache_size": kv_cache_gb}
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     """Where and how a model runs: device (CPU, GPU, GPU.N, AUTO), inference and KV-cache precision,
@@ -103,10 +118,17 @@ class RuntimeOptions:
     cache: bool = True
     properties: dict = field(default_factory=dict)
     prefix_cache_mb: int = 1024  # KV snapshots after images, for new conversations about them (0: none)
+    slots: int = 4  # conversations an engine with continuous batching (genai-batch) runs at once
+    kv_cache_gb: int = field(default_factory=default_kv_cache_gb)  # that engine's paged KV cache
 
     def __post_init__(self):
         if self.prefix_cache_mb < 0:
             raise OvphiError(f"prefix_cache_mb must be 0 (off) or more, not {self.prefix_cache_mb}")
+        if self.slots < 1:
+            raise OvphiError(f"slots must be 1 or more, not {self.slots}")
+        if self.kv_cache_gb < 1:
+            raise OvphiError(f"kv_cache_gb must be 1 or more (openvino.genai counts it in whole GB), not"
+                             f" {self.kv_cache_gb}")
         checks = [("precision", self.precision, PRECISIONS), ("kv_cache_precision", self.kv_cache_precision,
                                                                 KV_CACHE_PRECISIONS),
                   ("performance_hint", self.performance_hint, PERFORMANCE_HINTS)]

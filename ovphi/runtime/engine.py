@@ -24,7 +24,7 @@ from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
 from .events import Chunk, Status, TurnResult  # noqa: F401 (the contract's events, imported from here)
 from .scheduler import Scheduler
-from .stop_text import StopText
+from .stop_text import StopCut
 
 IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
             "openvino_vision_embeddings_model.xml", "openvino_vision_projection_model.xml", "config.json",
@@ -83,7 +83,7 @@ class Engine(ABC):
         self.compiled_cache = keep_only(cache, before) if cache else None  # CacheUse: what the load did to it
         self.reset()
         self.load_seconds = time.perf_counter() - started
-        self.scheduler = Scheduler(self)
+        self.scheduler = self.make_scheduler()
 
     def check_folder(self):
         check_model_folder(self.model_dir)
@@ -99,10 +99,22 @@ class Engine(ABC):
     def reset(self):
         """Forget the conversation: the next turn starts from an empty cache."""
 
-    @abstractmethod
     def generate(self, conversation, generation, emit):
         """Answer the conversation's last user turn on the calling thread: call emit(Chunk) for each piece,
-        end early once self.stop_requested is set, and return the TurnResult."""
+        end early once self.stop_requested is set, and return the TurnResult. Every engine run by the one-at-a-time
+        Scheduler implements it; an engine with a scheduler of its own (make_scheduler) runs its turns there."""
+        raise NotImplementedError
+
+    def close(self):
+        """End what the engine runs outside this process (its worker processes); in-process engines have none."""
+
+    def worker_pids(self):
+        """The processes besides this one that hold the model (their memory is the engine's too)."""
+        return []
+
+    def make_scheduler(self):
+        """What runs this engine's turns: the Scheduler (one at a time, on one generation thread)."""
+        return Scheduler(self)
 
     def score(self, conversation, answer_ids, num_crops=None):
         """Teacher forcing: the logits (len(answer_ids), vocabulary) the model gives each answer token after
@@ -132,21 +144,8 @@ class Engine(ABC):
     def turn(self, conversation, generation, emit):
         """Run one turn on the calling thread (the scheduler's): generate, with its Chunks and TurnResult cut at
         the first of generation.stop (stop_text.py). Ends early once self.stop_requested is set."""
-        stop_text = StopText(generation.stop)
-
-        def cut(event):
-            if isinstance(event, Chunk):
-                event = stop_text.add(event)
-                if stop_text.hit:
-                    self.stop_requested.set()
-            if event is not None:
-                emit(event)
-
-        result = self.generate(conversation, generation, cut)
-        held = stop_text.rest(result.timings.total_s)
-        if held:
-            emit(held)
-        return stop_text.cut(result)
+        cut = StopCut(generation.stop, emit, self.stop_requested.set)
+        return cut.end(self.generate(conversation, generation, cut))
 
     def check_generation(self, generation):
         """Unsupported, naming the field, if the turn asks for what this engine cannot do."""

@@ -46,6 +46,48 @@ def image_tensor(image):
     return ov.Tensor(np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)[None]))
 
 
+def genai_generation(config, generation, stop_ids):
+    """genai's GenerationConfig `config` set to the turn's GenerationConfig (stop_ids: the model's stop tokens)."""
+    config.max_new_tokens = generation.max_new_tokens
+    config.do_sample = not generation.greedy
+    config.stop_token_ids = set() if generation.ignore_eos else set(stop_ids)
+    config.ignore_eos = generation.ignore_eos
+    config.repetition_penalty = generation.repetition_penalty
+    if not generation.greedy:
+        config.temperature, config.top_p, config.top_k = generation.temperature, generation.top_p, generation.top_k
+        if generation.seed is not None:
+            config.rng_seed = generation.seed
+    return config
+
+
+def check_genai_turn(engine, conversation, generation):
+    """What openvino.genai cannot do for this turn, refused in one line before any work: another num_crops than
+    the folder's, repetition_penalty with images (genai #4405), a prompt past the context. Returns the prompt's
+    tokens (prompt_tokens)."""
+    if generation.num_crops not in (None, engine.num_crops):
+        raise OvphiError(f"the {engine.name} engine uses the folder's num_crops ({engine.num_crops}, in"
+                         " preprocessor_config.json); use --backend optimum for another value")
+    if generation.repetition_penalty != 1.0 and conversation.images:
+        raise OvphiError("repetition_penalty with images fails inside openvino.genai 2026.4.1 (its issue #4405:"
+                         " image positions are negative ids); use --backend optimum, or no penalty")
+    count, context = prompt_tokens(engine.tokenizer, conversation, engine.num_crops), \
+        engine.config["max_position_embeddings"]
+    if count >= context:  # refused before any work: genai cannot be interrupted inside a prefill
+        raise PromptTooLong(f"the prompt has about {count} tokens; the context holds {context}")
+    return count
+
+
+def prompt_tokens(tokenizer, conversation, num_crops):
+    """About how many tokens genai will read: its templated text, each picture's `<|image_N|>` tag counted
+    beside the picture's tokens (a few more than genai reads)."""
+    text = tokenizer.apply_chat_template(tagged_messages(conversation.messages), add_generation_prompt=True)
+    count = tokenizer.encode(text).input_ids.get_shape()[1]
+    for part in conversation.images:
+        columns, rows, _, _ = crop_grid(*part.image.size, num_crops)
+        count += num_image_tokens(rows, columns)
+    return count
+
+
 class GenaiEngine(Engine):
     name = "genai"
     capabilities = Capabilities(compiled_cache=True)
@@ -65,24 +107,12 @@ class GenaiEngine(Engine):
     def load_model(self):
         self.pipe = openvino_genai.VLMPipeline(str(self.model_dir), self.device, **self.pipeline_properties())
         self.num_crops = json.loads((self.model_dir / "preprocessor_config.json").read_text()).get("num_crops")
+        self.tokenizer = self.pipe.get_tokenizer()
         self.stop_ids = set(folder_stop_token_ids(self.model_dir)) or set(
             self.pipe.get_generation_config().stop_token_ids)
 
     def reset(self):
         self.history, self.sent, self.sent_images, self.cached_tokens = None, [], [], 0
-
-    def genai_config(self, generation):
-        config = self.pipe.get_generation_config()
-        config.max_new_tokens = generation.max_new_tokens
-        config.do_sample = not generation.greedy
-        config.stop_token_ids = set() if generation.ignore_eos else self.stop_ids
-        config.ignore_eos = generation.ignore_eos
-        config.repetition_penalty = generation.repetition_penalty
-        if not generation.greedy:
-            config.temperature, config.top_p, config.top_k = generation.temperature, generation.top_p, generation.top_k
-            if generation.seed is not None:
-                config.rng_seed = generation.seed
-        return config
 
     def extend_history(self, conversation):
         """Append to the ChatHistory what it lacks (returns the new images); a new one when the
@@ -104,37 +134,20 @@ class GenaiEngine(Engine):
         return new_images
 
     def generate(self, conversation, generation, emit):
-        if generation.num_crops not in (None, self.num_crops):
-            raise OvphiError(f"the genai engine uses the folder's num_crops ({self.num_crops}, in"
-                             " preprocessor_config.json); use --backend optimum for another value")
-        if generation.repetition_penalty != 1.0 and conversation.images:
-            raise OvphiError("repetition_penalty with images fails inside openvino.genai 2026.4.1 (its issue #4405:"
-                             " image positions are negative ids); use --backend optimum, or no penalty")
-        count, context = self.prompt_tokens(conversation), self.config["max_position_embeddings"]
-        if count >= context:  # refused before any work: genai's generate cannot be interrupted
-            raise PromptTooLong(f"the prompt has about {count} tokens; the context holds {context}")
+        check_genai_turn(self, conversation, generation)
         new_images = self.extend_history(conversation)
         seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
         emit(Status("prefill", f"reading the prompt{seen}", 0, None))
         started = time.perf_counter()
-        streamer = RecordingStreamer(self.pipe.get_tokenizer(), emit, started, self.stop_requested)
+        streamer = RecordingStreamer(self.tokenizer, emit, started, self.stop_requested)
+        config = genai_generation(self.pipe.get_generation_config(), generation, self.stop_ids)
         result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
-                                    generation_config=self.genai_config(generation), streamer=streamer)
+                                    generation_config=config, streamer=streamer)
         total = time.perf_counter() - started
         ids = streamer.token_ids
         kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
-        return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled, self.timings(result.perf_metrics, total))
-
-    def prompt_tokens(self, conversation):
-        """About how many tokens genai will read: its templated text, each picture's `<|image_N|>` tag counted
-        beside the picture's tokens (a few more than genai reads)."""
-        tokenizer = self.pipe.get_tokenizer()
-        text = tokenizer.apply_chat_template(tagged_messages(conversation.messages), add_generation_prompt=True)
-        count = tokenizer.encode(text).input_ids.get_shape()[1]
-        for part in conversation.images:
-            columns, rows, _, _ = crop_grid(*part.image.size, self.num_crops)
-            count += num_image_tokens(rows, columns)
-        return count
+        return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled,
+                           self.timings(result.perf_metrics, total))
 
     def timings(self, metrics, total_s):
         """TurnTimings from genai's perf metrics and the turn's wall time (total_s, on the clock of its Chunks'

@@ -13,6 +13,9 @@ ENGINES = {
                 "optimum-intel's OpenVINO models driven by ovphi, KV cache kept across turns (default)"),
     "genai": ("ovphi.runtime.genai_engine:GenaiEngine",
               "openvino.genai's VLMPipeline (SDPA attention), KV cache kept across turns; no torch"),
+    "genai-batch": ("ovphi.runtime.batch_engine:BatchEngine",
+                    "openvino.genai's ContinuousBatchingPipeline in a worker process: many conversations at once"
+                    " (continuous batching, as OVMS); no torch"),
     "pytorch": ("ovphi.runtime.pytorch_engine:PyTorchEngine",
                 "a checkpoint folder in PyTorch eager on CPU, f32 or bf16 (baseline, eval reference)"),
     "optimum-stock": ("ovphi.runtime.stock:StockOptimumEngine",

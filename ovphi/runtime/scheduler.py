@@ -18,6 +18,12 @@ class Busy(OvphiError):
     """The queue holds as many waiting requests as it may."""
 
 
+def never_ran(engine):
+    """The TurnResult of a request cancelled before it started."""
+    timings = from_token_times(engine.load_seconds, 0.0, [], 0.0, prompt_tokens=0, processed_tokens=0)
+    return TurnResult(answer="", token_ids=[], finish_reason="cancelled", timings=timings)
+
+
 class RequestHandle:
     """One submitted turn. Iterate it (or `async for`) for its Chunks and Status events, then its TurnResult;
     cancel() ends this request alone (queued: it never runs; running: it stops within a token, or at once inside
@@ -115,11 +121,7 @@ class Scheduler:
                 self.engine.stop_requested.set()
             elif handle in self.waiting:
                 self.waiting.remove(handle)
-                handle.end(self.never_ran())
-
-    def never_ran(self):
-        timings = from_token_times(self.engine.load_seconds, 0.0, [], 0.0, prompt_tokens=0, processed_tokens=0)
-        return TurnResult(answer="", token_ids=[], finish_reason="cancelled", timings=timings)
+                handle.end(never_ran(self.engine))
 
     def run(self):
         while True:

@@ -54,3 +54,26 @@ class StopText:
         straddles = any(start < cut < end for start, end, _ in self.pieces)
         kept = [token for start, end, chunk in self.pieces if end <= cut and start < cut for token in chunk.token_ids]
         return replace(result, answer=self.text.strip(), token_ids=None if straddles else kept, finish_reason="stop")
+
+
+class StopCut:
+    """A turn's events passed on to `emit` cut at the first of `stops`: call it with each event; `on_hit()` is
+    called once a stop string is seen (to end the generation); end(result) emits the text held back and returns
+    the TurnResult cut to match."""
+
+    def __init__(self, stops, emit, on_hit):
+        self.stop_text, self.emit, self.on_hit = StopText(stops), emit, on_hit
+
+    def __call__(self, event):
+        if isinstance(event, Chunk):
+            event = self.stop_text.add(event)
+            if self.stop_text.hit:
+                self.on_hit()
+        if event is not None:
+            self.emit(event)
+
+    def end(self, result):
+        held = self.stop_text.rest(result.timings.total_s)
+        if held:
+            self.emit(held)
+        return self.stop_text.cut(result)

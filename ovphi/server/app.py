@@ -1,8 +1,9 @@
 """The OpenAI-compatible HTTP API on one warm engine: POST /v1/chat/completions (streamed or not),
 GET /v1/models, /health, /metrics, and a chat page at / (static files in page/).
 
-One generation runs at a time, on the engine's scheduler (runtime/scheduler.py); requests wait in its bounded
-FIFO queue (429 with Retry-After when it is full). An answer sent back in a later request's history is fed to
+Requests run on the engine's scheduler: one at a time (runtime/scheduler.py), or up to --slots at once in the
+genai-batch engine (runtime/batch_engine.py); the others wait in its bounded FIFO queue (429 with Retry-After when
+it is full). An answer sent back in a later request's history is fed to
 the model as the ids it generated (runtime/generated.py), so the KV cache it holds is reused:
 `usage.prompt_tokens_details.cached_tokens` counts the prompt tokens that were not computed again. A client that
 goes away cancels its own request: at once in a vision encode or a prefill, else within a token.
