@@ -6,9 +6,9 @@ It is a process of its own because `add_request` with pictures holds Python's GI
 (genai 2026.4.1): in the server's process that would freeze every connection for it.
 
 Started as `python -m ovphi.runtime.batch_worker FD` (FD: its end of a socket pair), it reads its load
-arguments first. Messages from the parent: ("add", id, prompt, pictures (uint8 arrays), GenerationConfig, started, stop ids),
-("cancel", id). To the parent: ("loaded", seconds) or ("failed", line) once; then ("chunk", id, text, ids,
-time_s), ("end", id, ids, finish, timings dict), ("error", id, line) and ("too long", id, line)."""
+arguments first. Messages from the parent: ("add", id, prompt, pictures (uint8 arrays), GenerationConfig,
+started, stop ids), ("cancel", id). To the parent: ("loaded", seconds) or ("failed", line) once; then ("chunk",
+id, text, ids, time_s), ("end", id, ids, finish, timings dict), ("error", id, line) and ("too long", id, line)."""
 import ctypes
 import os
 import signal
