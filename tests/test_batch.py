@@ -1,6 +1,7 @@
 """The genai-batch engine (continuous batching on ContinuousBatchingPipeline, in a worker process): requests that
 run at once, each answered as it would be alone; pictures told apart by content; a request's cancel and stop
 string end it alone; a real server stays responsive while a request's pictures are encoded."""
+import re
 import threading
 import time
 from dataclasses import replace
@@ -12,7 +13,7 @@ from PIL import Image
 from served import Served, data_url
 
 from ovphi.errors import OvphiError
-from ovphi.runtime import Chunk, Conversation, GenerationConfig, ImagePart, load
+from ovphi.runtime import Chunk, Conversation, GenerationConfig, ImagePart, Status, load
 from ovphi.runtime.scheduler import Busy
 
 LONG = GenerationConfig(max_new_tokens=40, ignore_eos=True)
@@ -130,6 +131,7 @@ def test_the_server_answers_health_while_pictures_are_encoded_and_refuses_past_i
         queued.start()
         time.sleep(0.5)
         refused = server.post(body | {"messages": [{"role": "user", "content": "Hi"}]})
+        busy = requests.get(f"{server.base}/metrics", timeout=5).text
         waits = []
         while encoding.is_alive() and len(waits) < 200:
             asked = time.perf_counter()
@@ -151,5 +153,25 @@ def test_the_server_answers_health_while_pictures_are_encoded_and_refuses_past_i
             {"role": "assistant", "content": first.choices[0].message.content},
             {"role": "user", "content": "And the colours?"}])
         assert second.usage.prompt_tokens > first.usage.prompt_tokens and second.choices[0].finish_reason
+        assert "ovphi_running_requests 1\n" in busy and "ovphi_queue_depth 1\n" in busy, busy
+        idle = requests.get(f"{server.base}/metrics", timeout=5).text
+        assert "ovphi_running_requests 0\n" in idle and "ovphi_queue_depth 0\n" in idle
+        gauges = dict(re.findall(r"^ovphi_(batch_size|kv_cache_usage_ratio) (\S+)$", idle, re.M))
+        assert int(gauges["batch_size"]) >= 0 and 0 <= float(gauges["kv_cache_usage_ratio"]) <= 1
     finally:
         server.stop()
+
+
+def test_a_lone_request_cancelled_inside_its_encode_ends_at_once_and_the_next_is_answered(batch_engine):
+    engine = batch_engine(slots=1)
+    big = [Image.new("RGB", (1344, 1344), (30 * n, 90, 200 - 20 * n)) for n in range(8)]
+    hello = engine.complete(question("Hello"), LONG)
+    encoding = engine.submit(question("Describe them.", *big), LONG)
+    waiting = engine.submit(question("Hello"), LONG)
+    next(event for event in encoding if isinstance(event, Status))
+    time.sleep(0.5)  # inside the worker's add_request
+    asked = time.perf_counter()
+    encoding.cancel()
+    stopped = encoding.result()
+    assert time.perf_counter() - asked < 1.0 and stopped.finish_reason == "cancelled" and stopped.token_ids == []
+    assert waiting.result().token_ids == hello.token_ids  # answered by the new worker

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -49,19 +50,38 @@ def test_a_stop_inside_a_native_call_ends_the_turn_and_the_engine_answers_right_
     assert again.token_ids == hello.token_ids and again.timings.processed_tokens == again.timings.prompt_tokens
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_end_ask_within_a_second_of_a_vision_encode(int4_ir, pictures, tmp_path, signal_number):
+def children(pid):
+    """The pids of a process's children, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("backend, signal_number", [("optimum", signal.SIGINT), ("optimum", signal.SIGTERM),
+                                                    ("genai-batch", signal.SIGINT)])
+def test_ctrl_c_and_sigterm_end_ask_within_a_second_of_a_vision_encode(int4_ir, pictures, tmp_path, backend,
+                                                                         signal_number):
+    """The genai-batch engine encodes in its worker process, which ends with ask (its picture's 5 crops: the
+    folder's num_crops)."""
     paths = []
     for number, picture in enumerate(pictures):
         paths += ["--image", str(tmp_path / f"{number}.png")]
         picture.save(paths[-1])
-    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "ask", str(int4_ir), *paths, "--num-crops", "16",
+    crops = ["--num-crops", "16"] if backend == "optimum" else []
+    child = pexpect.spawn(sys.executable, ["-m", "ovphi", "ask", str(int4_ir), *paths, *crops, "--backend", backend,
                                            "--prompt", "Describe them.", "--max-new-tokens", "8"],
                           env=dict(os.environ, HF_HUB_OFFLINE="1"), encoding="utf-8", timeout=120,
                           preexec_fn=default_sigint)
     try:
         child.expect(f"encoding {PICTURES} images")
         time.sleep(0.5)
+        workers = children(child.pid)
         sent = time.monotonic()
         child.kill(signal_number)
         child.expect(pexpect.EOF)
@@ -69,11 +89,15 @@ def test_ctrl_c_and_sigterm_end_ask_within_a_second_of_a_vision_encode(int4_ir, 
         child.close()
         assert seconds < 1.5 and child.exitstatus == 130, (seconds, child.before)  # 1 s, and the interpreter's exit
         assert "interrupted" in child.before and "Traceback" not in child.before
+        time.sleep(0.5)
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker left behind
     finally:
         child.close(force=True)
 
 
-def test_a_client_that_leaves_during_a_vision_encode_frees_the_server_at_once(int4_ir, pictures):
+@pytest.mark.parametrize("backend", ["optimum", "genai-batch"])
+def test_a_client_that_leaves_during_a_vision_encode_frees_the_server_at_once(int4_ir, pictures, backend):
+    """The genai-batch engine cannot stop genai's encode: a request that runs alone is stopped by a new worker."""
     import json
 
     import requests
@@ -83,7 +107,7 @@ def test_a_client_that_leaves_during_a_vision_encode_frees_the_server_at_once(in
     body = json.dumps({"model": "int4", "stream": True, "ovphi_status": True, "max_tokens": 8, "messages": [
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}} for url in urls]
          + [{"type": "text", "text": "Describe them."}]}]}).encode()
-    server = Served(int4_ir)  # 4 crops a picture: 40 crops, about 10 s to encode
+    server = Served(int4_ir, "--backend", backend)  # 4 crops a picture: 40 crops, about 10 s to encode
     try:
         leaving = server.raw_post(body)
         seen = b""

@@ -27,9 +27,10 @@ from .config import batch_scheduler_settings
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
 from .genai_engine import check_genai_turn
 from .prompt import tagged_messages
+from .events import TurnResult
 from .scheduler import Busy, RequestHandle, never_ran
 from .stop_text import StopCut
-from .timings import TurnTimings
+from .timings import TurnTimings, from_token_times
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds ovphi/, for the worker's imports
 
@@ -43,7 +44,11 @@ class BatchEngine(Engine):
         self.tokenizer = openvino_genai.Tokenizer(str(self.model_dir))
         self.num_crops = json.loads((self.model_dir / "preprocessor_config.json").read_text()).get("num_crops")
         self.stop_ids = set(folder_stop_token_ids(self.model_dir))
-        # a process of its own, started afresh (not multiprocessing's spawn, which imports the caller's __main__)
+        self.start_worker()
+
+    def start_worker(self):
+        """Start the worker process (afresh: not multiprocessing's spawn, which imports the caller's __main__)
+        and wait until it has loaded the model: self.worker, self.connection."""
         ours, theirs = socket.socketpair()
         self.worker = start_worker([sys.executable, "-m", batch_worker.__name__, str(theirs.fileno())],
                                    pass_fds=[theirs.fileno()], env=os.environ | {"PYTHONPATH": PACKAGE_ROOT})
@@ -112,16 +117,20 @@ def start_worker(command, **popen):
 
 
 class Request:
-    """A running request: its handle, its stop strings' cut, its prompt's tokens as counted before it started."""
+    """A running request: its handle, its stop strings' cut, its prompt's tokens as counted before it started,
+    when it started, whether a token has come."""
 
-    def __init__(self, handle, cut, prompt_tokens):
-        self.handle, self.cut, self.prompt_tokens = handle, cut, prompt_tokens
+    def __init__(self, handle, cut, prompt_tokens, started):
+        self.handle, self.cut, self.prompt_tokens, self.started = handle, cut, prompt_tokens, started
+        self.generated = False
 
 
 class BatchScheduler:
     """The Scheduler's interface (submit, cancel, waiting) for the batch engine: up to `slots` requests run in the
-    worker at once, the rest wait in order; one reader thread turns the worker's messages into each handle's
-    events."""
+    worker at once, the rest wait in order; a reader thread per worker turns its messages into each handle's
+    events. genai cannot stop a request inside its vision encode or prefill (one native call each): a request
+    cancelled there while it runs alone is stopped at once by a new worker (the old one killed), as long to load
+    as the engine was; with others running it ends at the next step."""
 
     def __init__(self, engine):
         self.engine = engine
@@ -132,7 +141,9 @@ class BatchScheduler:
         self.lock = threading.Lock()
         self.outbox = queue.SimpleQueue()  # sent by a thread of its own: a submit never waits on a busy worker
         self.failure = None  # why the worker is gone, once it is
-        threading.Thread(target=self.read, name="ovphi-batch-reader", daemon=True).start()
+        self.restarting = False  # a new worker is loading: requests wait
+        self.pipeline = {}  # the worker's last gauges (batch_size, kv_cache_usage_ratio, kv_cache_bytes)
+        threading.Thread(target=self.read, args=(engine.connection,), name="ovphi-batch-reader", daemon=True).start()
         threading.Thread(target=self.write, name="ovphi-batch-writer", daemon=True).start()
 
     def submit(self, conversation, generation, max_waiting=None):
@@ -147,11 +158,16 @@ class BatchScheduler:
                 raise Busy("too many requests are waiting")
             handle = RequestHandle(conversation, generation, self)
             handle.prompt_tokens = prompt_tokens
-            if len(self.running) < self.slots:
+            if len(self.running) < self.slots and not self.restarting:
                 self.start(handle)
             else:
                 self.waiting.append(handle)
         return handle
+
+    def gauges(self):
+        """What /metrics shows of the scheduler: requests running and waiting, and the pipeline's gauges."""
+        with self.lock:
+            return {"running_requests": len(self.running), "queue_depth": len(self.waiting)} | self.pipeline
 
     def handles(self):
         with self.lock:
@@ -162,7 +178,7 @@ class BatchScheduler:
         request_id, started = next(self.ids), time.perf_counter()
         prompt, pictures = self.engine.request(handle.conversation)
         cut = StopCut(handle.generation.stop, handle.put, lambda: self.send(("cancel", request_id)))
-        self.running[request_id] = Request(handle, cut, handle.prompt_tokens)
+        self.running[request_id] = Request(handle, cut, handle.prompt_tokens, started)
         handle.request_id = request_id
         seen = f" and encoding {len(pictures)} image{'s' * (len(pictures) > 1)}" if pictures else ""
         handle.put(Status("prefill", f"reading the prompt{seen}", 0, None))
@@ -175,10 +191,12 @@ class BatchScheduler:
         """The writer thread: the messages to the worker, in order (a picture's pixels can take the worker a
         while to read when it is busy)."""
         while True:
+            message = self.outbox.get()
             try:
-                self.engine.connection.send(self.outbox.get())
-            except OSError:  # the worker is gone: the reader ends every request
-                return
+                self.engine.connection.send(message)
+            except OSError:  # a worker killed for a restart (its messages are moot), or gone: its reader says so
+                if not self.restarting:
+                    return
 
     def cancel(self, handle):
         with self.lock:
@@ -186,21 +204,56 @@ class BatchScheduler:
                 self.waiting.remove(handle)
                 handle.end(never_ran(self.engine))
             elif getattr(handle, "request_id", None) in self.running:
-                self.send(("cancel", handle.request_id))
+                request = self.running[handle.request_id]
+                if not request.generated and len(self.running) == 1 and not self.restarting:
+                    self.restarting = True
+                    threading.Thread(target=self.restart, args=(handle.request_id,), daemon=True).start()
+                else:
+                    self.send(("cancel", handle.request_id))
 
-    def read(self):
-        """The reader thread: each message of the worker to its request's handle."""
+    def restart(self, request_id):
+        """Stop a lone request inside its encode or prefill: kill the worker, end the request, start a new worker
+        and the requests that waited meanwhile."""
+        self.engine.worker.kill()
+        self.engine.worker.wait()
+        with self.lock:
+            request = self.running.pop(request_id, None)  # None: its end came first
+        if request is not None:
+            elapsed = time.perf_counter() - request.started
+            request.handle.end(TurnResult(answer="", token_ids=[], finish_reason="cancelled", timings=from_token_times(
+                self.engine.load_seconds, 0.0, [], elapsed, prompt_tokens=request.prompt_tokens, processed_tokens=0)))
+        try:
+            self.engine.start_worker()
+        except OvphiError as error:
+            self.restarting = False
+            return self.worker_gone(str(error))
+        threading.Thread(target=self.read, args=(self.engine.connection,), name="ovphi-batch-reader",
+                         daemon=True).start()
+        with self.lock:
+            self.restarting = False
+            while self.waiting and len(self.running) < self.slots:
+                self.start(self.waiting.popleft())
+
+    def read(self, connection):
+        """A reader thread: each message of the worker on `connection` to its request's handle."""
         while True:
             try:
-                kind, request_id, *rest = self.engine.connection.recv()
+                kind, request_id, *rest = connection.recv()
             except (EOFError, OSError):
-                return self.worker_gone()
+                if self.restarting or connection is not self.engine.connection:
+                    return  # killed for a restart
+                code = self.engine.worker.wait()
+                return self.worker_gone(f"the genai-batch worker process ended (exit code {code})")
+            if kind == "metrics":
+                self.pipeline = rest[0]
+                continue
             with self.lock:
                 request = self.running.get(request_id)
             if request is None:
                 continue
             if kind == "chunk":
                 text, ids, time_s = rest
+                request.generated = request.generated or bool(ids)
                 request.cut(Chunk(text, ids, time_s))
                 continue
             if kind == "end":
@@ -222,13 +275,14 @@ class BatchScheduler:
         """End a request and start the first waiting one in its slot."""
         with self.lock:
             request = self.running.pop(request_id)
-            if self.waiting:
+            if self.waiting and not self.restarting:
                 self.start(self.waiting.popleft())
         request.handle.end(outcome)
 
-    def worker_gone(self):
+    def worker_gone(self, failure):
+        """Every request ends with `failure`, and so does every later submit."""
         with self.lock:
-            self.failure = f"the genai-batch worker process ended (exit code {self.engine.worker.wait()})"
+            self.failure = failure
             ended = [request.handle for request in self.running.values()] + list(self.waiting)
             self.running.clear()
             self.waiting.clear()

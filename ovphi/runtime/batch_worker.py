@@ -8,7 +8,7 @@ It is a process of its own because `add_request` with pictures holds Python's GI
 Started as `python -m ovphi.runtime.batch_worker FD` (FD: its end of a socket pair), it reads its load
 arguments first. Messages from the parent: ("add", id, prompt, pictures (uint8 arrays), GenerationConfig,
 started, stop ids), ("cancel", id). To the parent: ("loaded", seconds) or ("failed", line) once; then ("chunk",
-id, text, ids, time_s), ("end", id, ids, finish, timings dict), ("error", id, line) and ("too long", id, line)."""
+id, text, ids, time_s), ("end", id, ids, finish, timings dict), ("error", id, line), ("too long", id, line), and ("metrics", None, gauges) after a step now and then."""
 import ctypes
 import os
 import signal
@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 
 FINISHED, CANCELLED = "finished", "cancelled"
 PR_SET_PDEATHSIG = 1
+METRICS_EVERY_S = 0.25  # the pipeline's gauges are sent after a step at most this often
 
 
 @dataclass
@@ -54,6 +55,7 @@ def run(connection, model_dir, device, properties, scheduler):
     from .genai_engine import genai_generation
 
     running = {}
+    reported = 0.0  # when the pipeline's metrics were last sent
 
     def add(request_id, prompt, pictures, generation, submitted, stop_ids):
         tensors = [ov.Tensor(np.ascontiguousarray(picture)) for picture in pictures]
@@ -128,6 +130,12 @@ def run(connection, model_dir, device, properties, scheduler):
                 running.pop(request_id)
                 connection.send(("error", request_id, str(error).splitlines()[0]))
             continue
+        if time.perf_counter() - reported > METRICS_EVERY_S:
+            reported = time.perf_counter()
+            metrics = pipe.get_metrics()
+            connection.send(("metrics", None, {"batch_size": metrics.scheduled_requests,
+                                               "kv_cache_usage_ratio": metrics.cache_usage / 100,
+                                               "kv_cache_bytes": metrics.cache_size_in_bytes}))
         for request_id, entry in list(running.items()):
             send_new(request_id, entry)
             status = entry.handle.get_status()

@@ -115,6 +115,11 @@ class Scheduler:
                 threading.Thread(target=self.run, name="ovphi-generation", daemon=True).start()
         return handle
 
+    def gauges(self):
+        """What /metrics shows of the scheduler: requests running and waiting."""
+        with self.lock:
+            return {"running_requests": int(self.running is not None), "queue_depth": len(self.waiting)}
+
     def cancel(self, handle):
         with self.lock:
             if self.running is handle:

@@ -271,8 +271,8 @@ def create_app(load_engine, settings):
     @app.get("/metrics")
     async def metrics():
         loop = getattr(server.engine, "loop", None)
-        waiting = len(server.engine.scheduler.waiting) if server.engine else 0
-        return PlainTextResponse(server.metrics.text(waiting, getattr(loop, "prefix_cache", None)))
+        gauges = server.engine.scheduler.gauges() if server.engine else {}
+        return PlainTextResponse(server.metrics.text(gauges, getattr(loop, "prefix_cache", None)))
 
     model_card = {"id": settings.model_name, "object": "model", "created": created, "owned_by": "ovphi"}
 

@@ -49,15 +49,15 @@ class Metrics:
         with self.lock:
             self.finishes[reason] += 1
 
-    def text(self, waiting, prefix_cache=None):
-        """waiting: requests queued beyond the one being answered (the scheduler's count)."""
+    def text(self, gauges, prefix_cache=None):
+        """gauges: the scheduler's (requests running, queue depth; the genai-batch engine's batch size and KV
+        cache), each written as ovphi_NAME."""
         with self.lock:
             lines = ["# TYPE ovphi_requests_total counter"]
             lines += [f'ovphi_requests_total{{status="{status}"}} {count}' for status, count in
                       sorted(self.requests.items())]
             lines += ["# TYPE ovphi_ttft_seconds histogram", *self.ttft.lines("ovphi_ttft_seconds"),
                       "# TYPE ovphi_tpot_seconds histogram", *self.tpot.lines("ovphi_tpot_seconds"),
-                      "# TYPE ovphi_queue_depth gauge", f"ovphi_queue_depth {waiting}",
                       "# TYPE ovphi_prompt_tokens_total counter"]
             lines += [f'ovphi_prompt_tokens_total{{kind="{kind}"}} {self.tokens[kind]}' for kind in
                       ("processed", "cached")]
@@ -66,6 +66,8 @@ class Metrics:
                       sorted(self.finishes.items())]
             lines += ["# TYPE ovphi_generated_tokens_total counter",
                       f"ovphi_generated_tokens_total {self.tokens['generated']}"]
+            for name, value in gauges.items():
+                lines += [f"# TYPE ovphi_{name} gauge", f"ovphi_{name} {value}"]
             if prefix_cache is not None:
                 lines += ["# TYPE ovphi_prefix_cache_total counter",
                           f'ovphi_prefix_cache_total{{result="hit"}} {prefix_cache.hits}',
