@@ -162,16 +162,20 @@ def test_the_server_answers_health_while_pictures_are_encoded_and_refuses_past_i
         server.stop()
 
 
-def test_a_lone_request_cancelled_inside_its_encode_ends_at_once_and_the_next_is_answered(batch_engine):
+@pytest.mark.parametrize("stage", ["encode", "prefill"])
+def test_a_lone_request_cancelled_inside_genai_ends_at_once_and_the_next_is_answered(batch_engine, stage):
+    """Eight 1344x1344 pictures (about 10 s to encode on 2 cores), or a prompt of 60,000 tokens (a prefill of
+    minutes: the issue's 70k-token case) cannot be stopped inside genai: a new worker stops them."""
     engine = batch_engine(slots=1)
     big = [Image.new("RGB", (1344, 1344), (30 * n, 90, 200 - 20 * n)) for n in range(8)]
+    long = question("Describe them.", *big) if stage == "encode" else question("word " * 20_000)
     hello = engine.complete(question("Hello"), LONG)
-    encoding = engine.submit(question("Describe them.", *big), LONG)
+    running = engine.submit(long, LONG)
     waiting = engine.submit(question("Hello"), LONG)
-    next(event for event in encoding if isinstance(event, Status))
-    time.sleep(0.5)  # inside the worker's add_request
+    next(event for event in running if isinstance(event, Status))
+    time.sleep(1.0)  # inside the worker's add_request or step
     asked = time.perf_counter()
-    encoding.cancel()
-    stopped = encoding.result()
+    running.cancel()
+    stopped = running.result()
     assert time.perf_counter() - asked < 1.0 and stopped.finish_reason == "cancelled" and stopped.token_ids == []
     assert waiting.result().token_ids == hello.token_ids  # answered by the new worker
