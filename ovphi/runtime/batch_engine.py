@@ -24,10 +24,10 @@ from ..errors import OvphiError, PromptTooLong
 from ..model.tokens import folder_stop_token_ids
 from . import batch_worker
 from .config import batch_scheduler_settings
-from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
+from .engine import (IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, TurnResult, answer_end,
+                     turn_result)
 from .genai_engine import check_genai_turn
 from .prompt import tagged_messages
-from .events import TurnResult
 from .scheduler import Busy, RequestHandle, never_ran
 from .stop_text import StopCut
 from .timings import TurnTimings, from_token_times
@@ -54,12 +54,13 @@ class BatchEngine(Engine):
                                    pass_fds=[theirs.fileno()], env=os.environ | {"PYTHONPATH": PACKAGE_ROOT})
         theirs.close()
         self.connection = Connection(ours.detach())
-        self.connection.send((str(self.model_dir), self.device, self.options.openvino_properties(self.model_dir),
-                              batch_scheduler_settings(self.config["max_position_embeddings"], self.options.slots,
-                                                       self.options.kv_cache_gb)))
+        settings = batch_scheduler_settings(self.config["max_position_embeddings"], self.options.slots,
+                                            self.options.kv_cache_gb)
         try:
+            self.connection.send((str(self.model_dir), self.device,
+                                  self.options.openvino_properties(self.model_dir), settings))
             kind, detail = self.connection.recv()
-        except EOFError:
+        except (EOFError, OSError):
             kind, detail = "failed", f"the worker process ended (exit code {self.worker.wait()})"
         if kind == "failed":
             raise OvphiError(f"the genai-batch engine could not load {self.model_dir}: {detail}")
@@ -274,10 +275,11 @@ class BatchScheduler:
     def finish(self, request_id, outcome):
         """End a request and start the first waiting one in its slot."""
         with self.lock:
-            request = self.running.pop(request_id)
+            request = self.running.pop(request_id, None)  # None: a restart ended it first
             if self.waiting and not self.restarting:
                 self.start(self.waiting.popleft())
-        request.handle.end(outcome)
+        if request is not None:
+            request.handle.end(outcome)
 
     def worker_gone(self, failure):
         """Every request ends with `failure`, and so does every later submit."""

@@ -89,13 +89,24 @@ def run(connection, model_dir, device, properties, scheduler):
         total = time.perf_counter() - entry.started
         if entry.text:
             connection.send(("chunk", request_id, "".join(entry.text), [], total))
-        # genai's metrics exist only for a request that ran to its end
-        prompt = entry.handle.get_vlm_perf_metrics().get_num_input_tokens() if finish == FINISHED else None
+        try:
+            prompt = entry.handle.get_vlm_perf_metrics().get_num_input_tokens()
+        except RuntimeError:  # genai has metrics only for a request that ran to its end
+            prompt = None
         times = entry.times
         timings = {"vision_s": entry.vision_s, "ttft_s": times[0] if times else None,
                    "tpot_s": (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None,
                    "total_s": total, "prompt_tokens": prompt, "answer_tokens": len(entry.ids)}
         connection.send(("end", request_id, entry.ids, finish, timings))
+
+    def settle(request_id, entry):
+        """End the request if genai has: refused (a prompt the KV cache cannot hold) or finished."""
+        status = entry.handle.get_status()
+        if status == openvino_genai.GenerationStatus.IGNORED:
+            running.pop(request_id)
+            connection.send(("too long", request_id, "the prompt does not fit the KV cache (--kv-cache-gb)"))
+        elif status != openvino_genai.GenerationStatus.RUNNING:
+            end(request_id, FINISHED)
 
     while True:
         busy = pipe.has_non_finished_requests()
@@ -119,8 +130,8 @@ def run(connection, model_dir, device, properties, scheduler):
                 end(message[1], CANCELLED)
             ready = connection.poll(0)
         if not pipe.has_non_finished_requests():
-            for request_id in list(running):  # finished in add_request (e.g. refused by genai)
-                end(request_id, FINISHED)
+            for request_id, entry in list(running.items()):  # ended in add_request (e.g. refused by genai)
+                settle(request_id, entry)
             continue
         try:
             pipe.step()
@@ -138,12 +149,7 @@ def run(connection, model_dir, device, properties, scheduler):
                                                "kv_cache_bytes": metrics.cache_size_in_bytes}))
         for request_id, entry in list(running.items()):
             send_new(request_id, entry)
-            status = entry.handle.get_status()
-            if status == openvino_genai.GenerationStatus.IGNORED:
-                running.pop(request_id)
-                connection.send(("too long", request_id, "the prompt does not fit the KV cache (--kv-cache-mb)"))
-            elif status != openvino_genai.GenerationStatus.RUNNING:
-                end(request_id, FINISHED)
+            settle(request_id, entry)
 
 
 def end_with_parent():
