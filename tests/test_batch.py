@@ -39,10 +39,14 @@ def batch_engine(fp32_ir):
 
 
 def test_concurrent_requests_overlap_and_each_is_answered_as_alone(batch_engine, square_images):
+    """Three requests and a fourth that is cancelled mid-stream run together; the three equal their answers
+    alone, token for token."""
     engine = batch_engine()
     green = Image.new("RGB", square_images[0].size, (20, 160, 40))
     questions = [question("Describe the image.", image) for image in (*square_images, green)]
     handles = [engine.submit(conversation, LONG) for conversation in questions]
+    leaving = engine.submit(question("Describe the image.", green), GenerationConfig(max_new_tokens=4000,
+                                                                                    ignore_eos=True))
     first_token, ended = {}, {}
 
     def read(number, handle):
@@ -54,9 +58,13 @@ def test_concurrent_requests_overlap_and_each_is_answered_as_alone(batch_engine,
     readers = [threading.Thread(target=read, args=item) for item in enumerate(handles)]
     for reader in readers:
         reader.start()
+    next(event for event in leaving if isinstance(event, Chunk) and event.token_ids)
+    leaving.cancel()  # mid-stream, with others running: it ends at the next step, the others go on unchanged
     for reader in readers:
         reader.join(120)
     assert len(first_token) == 3 and max(first_token.values()) < min(ended.values())  # they ran together
+    left = leaving.result()
+    assert left.finish_reason == "cancelled" and 0 < len(left.token_ids) < 4000
     batched = [handle.result() for handle in handles]
     assert all(result.finish_reason == "length" and len(result.token_ids) == 40 for result in batched)
     alone = [engine.complete(conversation, LONG) for conversation in questions]
