@@ -12,7 +12,7 @@ from exact import EXACT
 from PIL import Image
 from served import Served, data_url
 
-from ovphi.errors import OvphiError
+from ovphi.errors import OvphiError, PromptTooLong
 from ovphi.runtime import Chunk, Conversation, GenerationConfig, ImagePart, Status, load
 from ovphi.runtime.scheduler import Busy
 
@@ -187,3 +187,26 @@ def test_a_lone_request_cancelled_inside_genai_ends_at_once_and_the_next_is_answ
     stopped = running.result()
     assert time.perf_counter() - asked < 1.0 and stopped.finish_reason == "cancelled" and stopped.token_ids == []
     assert waiting.result().token_ids == hello.token_ids  # answered by the new worker
+
+
+def test_a_full_kv_cache_delays_requests_and_refuses_one_it_cannot_hold(fp32_ir, square_images, monkeypatch):
+    """A KV cache of 40 blocks (about 1,300 tokens here): three requests of about 980 tokens each cannot all hold
+    their blocks at once, and genai makes them take turns (preempting and recomputing), each answered as alone;
+    a prompt of 6,800 tokens can never fit and is refused in one line (a 400 in the server)."""
+    import ovphi.runtime.batch_engine as batch_engine_module
+
+    settings = batch_engine_module.batch_scheduler_settings
+    monkeypatch.setattr(batch_engine_module, "batch_scheduler_settings",
+                        lambda *args: settings(*args) | {"cache_size": 0, "num_kv_blocks": 40})
+    engine = load(fp32_ir, backend="genai-batch", cache=False, **EXACT)
+    try:
+        answer = GenerationConfig(max_new_tokens=200, ignore_eos=True)
+        pictures = [*square_images, Image.new("RGB", square_images[0].size, (20, 160, 40))]
+        with pytest.raises(PromptTooLong, match="does not fit the KV cache"):
+            engine.complete(question("word " * 2000, pictures[0]), answer)
+        handles = [engine.submit(question("Describe the image.", picture), answer) for picture in pictures]
+        together = [handle.result().token_ids for handle in handles]
+        alone = [engine.complete(question("Describe the image.", picture), answer).token_ids for picture in pictures]
+        assert together == alone and all(len(ids) == 200 for ids in together)
+    finally:
+        engine.close()
