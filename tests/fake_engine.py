@@ -13,7 +13,7 @@ WORDS = "a fake engine answers every question the same way".split()
 
 class FakeEngine(Engine):
     name = "fake"
-    capabilities = Capabilities(num_crops_per_call=True)
+    capabilities = Capabilities(num_crops_per_call=True, stops_at_once=True)
     required_files = ["config.json"]
 
     def load_model(self):

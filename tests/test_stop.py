@@ -122,3 +122,30 @@ def test_a_client_that_leaves_during_a_vision_encode_frees_the_server_at_once(in
         assert 'ovphi_turns_total{finish_reason="cancelled"} 1' in metrics
     finally:
         server.stop()
+
+
+def test_a_client_that_leaves_inside_a_genai_encode_is_told_in_the_log_the_engine_is_held(int4_ir, pictures):
+    """genai's VLMPipeline cannot stop inside its encode or prefill: the server says so in one line, and answers
+    the next request once that call has ended."""
+    import json
+
+    from served import Served, data_url
+
+    urls = [data_url(picture) for picture in pictures]
+    body = json.dumps({"model": "int4", "stream": True, "ovphi_status": True, "max_tokens": 8, "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+         + [{"type": "text", "text": "Describe them."}]}]}).encode()
+    server = Served(int4_ir, "--backend", "genai")
+    try:
+        leaving = server.raw_post(body)
+        seen = b""
+        while b"encoding 8 images" not in seen:
+            seen += leaving.recv(4096)
+        leaving.close()
+        reply = server.client().chat.completions.create(model="int4", messages=[{"role": "user", "content": "Hi"}],
+                                                        max_tokens=4)
+        assert reply.usage.completion_tokens == 4
+    finally:
+        server.stop()
+    said = server.process.stdout.read()
+    assert said.count("cannot stop: the engine is held until that ends") == 1, said

@@ -37,7 +37,7 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds
 
 class BatchEngine(Engine):
     name = "genai-batch"
-    capabilities = Capabilities(compiled_cache=True)
+    capabilities = Capabilities(compiled_cache=True, stops_at_once=True)  # a lone request by a new worker
     required_files = IR_FILES + TOKENIZER_IRS
 
     def load_model(self):

@@ -8,7 +8,8 @@ It is a process of its own because `add_request` with pictures holds Python's GI
 Started as `python -m ovphi.runtime.batch_worker FD` (FD: its end of a socket pair), it reads its load
 arguments first. Messages from the parent: ("add", id, prompt, pictures (uint8 arrays), GenerationConfig,
 started, stop ids), ("cancel", id). To the parent: ("loaded", seconds) or ("failed", line) once; then ("chunk",
-id, text, ids, time_s), ("end", id, ids, finish, timings dict), ("error", id, line), ("too long", id, line), and ("metrics", None, gauges) after a step now and then."""
+id, text, ids, time_s), ("end", id, ids, finish, timings dict), ("error", id, line), ("too long", id, line),
+and ("metrics", None, gauges) after a step now and then."""
 import ctypes
 import os
 import signal

@@ -44,6 +44,7 @@ class Capabilities:
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs, processors
+    stops_at_once: bool = False  # a cancel ends a turn within a second also inside a vision encode or a prefill
 
 
 def read_config(model_dir):

@@ -105,7 +105,8 @@ class OpenVINOModel:
 
 class OptimumEngine(KVLoopEngine):
     name = "optimum"
-    capabilities = Capabilities(logits=True, num_crops_per_call=True, compiled_cache=True, sampler=True)
+    capabilities = Capabilities(logits=True, num_crops_per_call=True, compiled_cache=True, sampler=True,
+                                stops_at_once=True)
 
     def load_model(self):
         self.model, self.processor = load_optimum_model(self.model_dir, self.device,

@@ -160,7 +160,7 @@ class Server:
         None); cancels the request when its client goes away (checked after every token: uvicorn does not cancel
         a streamed response) or its deadline passes."""
         deadline = time.monotonic() + self.settings.request_timeout_s
-        event, result = first, None
+        event, result, answering = first, None, False
         try:
             while True:
                 if isinstance(event, TurnResult):
@@ -170,6 +170,7 @@ class Server:
                 if isinstance(event, Status):
                     yield "", [], event
                 elif isinstance(event, Chunk):
+                    answering = True
                     if time.monotonic() > deadline:
                         handle.cancel()
                     if event.text or event.logprobs:
@@ -180,6 +181,10 @@ class Server:
         finally:
             if result is None:
                 handle.cancel()
+                if not answering and not self.engine.capabilities.stops_at_once:
+                    print(f"ovphi serve: a request was cancelled inside the {self.engine.name} engine's vision"
+                          " encode or prefill, which it cannot stop: the engine is held until that ends (the"
+                          " optimum and genai-batch engines stop at once)", flush=True)
             else:
                 self.metrics.turn(result.timings)
             self.metrics.finished("cancelled" if result is None else result.finish_reason)
