@@ -268,14 +268,15 @@ def test_a_folder_of_another_model_type_is_refused_by_every_engine(int4_ir, tmp_
             load(other, backend)
 
 
-def test_a_prompt_the_memory_cannot_hold_is_refused_before_the_prefill(int4_ir, red_image, monkeypatch):
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_a_prompt_the_memory_cannot_hold_is_refused_before_the_prefill(int4_ir, red_image, monkeypatch, backend):
     from collections import namedtuple
 
-    from ovphi.runtime import kv_loop
+    from ovphi.runtime import kv_loop, memory
 
-    engine = load(int4_ir)
-    memory = namedtuple("memory", "available")
-    monkeypatch.setattr(kv_loop.psutil, "virtual_memory", lambda: memory(10**6))
+    engine = load(int4_ir, backend)
+    free = namedtuple("free", "available")
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: free(10**5))
     with pytest.raises(OvphiError, match=r"reading 7\d\d prompt tokens needs about 0.\d GB and 0.0 GB are free"):
         list(ChatSession(engine).ask("Describe it.", [red_image]))
     assert kv_loop.prefill_bytes(engine.config, 20_000, 20_000) > 5e9  # the tiny model at 20k tokens: 5.6 GB seen

@@ -11,6 +11,7 @@ from ..errors import OvphiError, PromptTooLong
 from ..model.constants_phi3_v import crop_grid, num_image_tokens
 from ..model.tokens import folder_stop_token_ids
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
+from .memory import check_free_memory, kv_cache_bytes
 from .prompt import tagged_messages
 from .timings import TurnTimings
 
@@ -58,6 +59,17 @@ def genai_generation(config, generation, stop_ids):
         if generation.seed is not None:
             config.rng_seed = generation.seed
     return config
+
+
+def kv_element_bytes(device, precision):
+    """Bytes of a KV cache element: the precision asked for, or the device's default (u8 on CPU), else 2."""
+    bits = {"u4": 4, "u8": 8, "i8": 8, "f16": 16, "bf16": 16, "f32": 32}
+    if precision:
+        return bits[precision] / 8
+    try:
+        return ov.Core().get_property(device, "KV_CACHE_PRECISION").bitwidth / 8
+    except RuntimeError:  # a device (AUTO, ...) that does not say
+        return 2
 
 
 def check_genai_turn(engine, conversation, generation):
@@ -110,6 +122,7 @@ class GenaiEngine(Engine):
         self.tokenizer = self.pipe.get_tokenizer()
         self.stop_ids = set(folder_stop_token_ids(self.model_dir)) or set(
             self.pipe.get_generation_config().stop_token_ids)
+        self.kv_element_bytes = kv_element_bytes(self.device, self.options.kv_cache_precision)
 
     def reset(self):
         self.history, self.sent, self.sent_images, self.cached_tokens = None, [], [], 0
@@ -134,7 +147,10 @@ class GenaiEngine(Engine):
         return new_images
 
     def generate(self, conversation, generation, emit):
-        check_genai_turn(self, conversation, generation)
+        count = check_genai_turn(self, conversation, generation)
+        # paged attention allocates the new positions' KV blocks as it reads them (tiled attention, last logits only)
+        new_tokens = max(count - self.cached_tokens, 0)
+        check_free_memory(kv_cache_bytes(self.config, new_tokens, self.kv_element_bytes), new_tokens)
         new_images = self.extend_history(conversation)
         seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
         emit(Status("prefill", f"reading the prompt{seen}", 0, None))

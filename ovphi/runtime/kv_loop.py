@@ -19,7 +19,6 @@ pictures by content, same num_crops) starts from a snapshot of that prefix (pref
 """
 import time
 
-import psutil
 import torch
 
 from ..errors import PromptTooLong
@@ -27,6 +26,7 @@ from .cancellable import Cancelled
 from .constraint import Constraint
 from .detokenize import IncrementalText
 from .engine import Chunk, Engine, Status, answer_end, turn_result
+from .memory import check_free_memory, kv_cache_bytes
 from .prefill_costs import PrefillCosts
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import build_prompt, common_prefix
@@ -38,10 +38,9 @@ def prefill_bytes(config, new_tokens, total_tokens):
     """Memory a prefill of new_tokens after total_tokens - new_tokens cached ones needs at its peak, in f32: the
     KV cache of all tokens, one layer's attention scores (heads x new x total), and the logits of every new
     position (the exported language model returns them all)."""
-    heads, layers = config["num_attention_heads"], config["num_hidden_layers"]
-    head_dim = config["hidden_size"] // heads
-    kv = 2 * layers * config.get("num_key_value_heads", heads) * head_dim * total_tokens * 4
-    return kv + heads * new_tokens * total_tokens * 4 + new_tokens * config["vocab_size"] * 4
+    heads = config["num_attention_heads"]
+    return kv_cache_bytes(config, total_tokens, 4) + heads * new_tokens * total_tokens * 4 + \
+        new_tokens * config["vocab_size"] * 4
 
 
 class KVTurnLoop:
@@ -85,10 +84,7 @@ class KVTurnLoop:
 
     def check_memory(self, new_tokens, total_tokens):
         """Refuse, before it starts, a prefill that needs more memory than the machine has free."""
-        needed, free = prefill_bytes(self.config, new_tokens, total_tokens), psutil.virtual_memory().available
-        if needed > free:
-            raise PromptTooLong(f"reading {new_tokens} prompt tokens needs about {needed / 1e9:.1f} GB and"
-                                f" {free / 1e9:.1f} GB are free: shorten the prompt or the conversation")
+        check_free_memory(prefill_bytes(self.config, new_tokens, total_tokens), new_tokens)
 
     def keep(self, length):
         self.model.keep(length, len(self.cached_ids))
