@@ -5,7 +5,6 @@ the queue. Every turn sends the whole conversation; paged attention's prefix cac
 part it has computed before, for this conversation or another (a picture's blocks are told apart by its content,
 tests/test_batch.py). Needs no torch or transformers."""
 import itertools
-import json
 import os
 import queue
 import socket
@@ -24,13 +23,12 @@ from ..errors import OvphiError, PromptTooLong
 from ..model.tokens import folder_stop_token_ids
 from . import batch_worker
 from .config import batch_scheduler_settings
-from .engine import (IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, TurnResult, answer_end,
-                     turn_result)
-from .genai_engine import check_genai_turn
+from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, answer_end, turn_result
+from .genai_engine import check_genai_turn, folder_num_crops, prompt_status
 from .prompt import tagged_messages
-from .scheduler import Busy, RequestHandle, never_ran
+from .scheduler import Busy, RequestHandle, cancelled_before_a_token
 from .stop_text import StopCut
-from .timings import TurnTimings, from_token_times
+from .timings import TurnTimings
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds ovphi/, for the worker's imports
 
@@ -42,7 +40,7 @@ class BatchEngine(Engine):
 
     def load_model(self):
         self.tokenizer = openvino_genai.Tokenizer(str(self.model_dir))
-        self.num_crops = json.loads((self.model_dir / "preprocessor_config.json").read_text()).get("num_crops")
+        self.num_crops = folder_num_crops(self.model_dir)
         self.stop_ids = set(folder_stop_token_ids(self.model_dir))
         self.start_worker()
 
@@ -181,8 +179,7 @@ class BatchScheduler:
         cut = StopCut(handle.generation.stop, handle.put, lambda: self.send(("cancel", request_id)))
         self.running[request_id] = Request(handle, cut, handle.prompt_tokens, started)
         handle.request_id = request_id
-        seen = f" and encoding {len(pictures)} image{'s' * (len(pictures) > 1)}" if pictures else ""
-        handle.put(Status("prefill", f"reading the prompt{seen}", 0, None))
+        handle.put(prompt_status(len(pictures)))
         self.send(("add", request_id, prompt, pictures, handle.generation, started, self.engine.stop_ids))
 
     def send(self, message):
@@ -203,7 +200,7 @@ class BatchScheduler:
         with self.lock:
             if handle in self.waiting:
                 self.waiting.remove(handle)
-                handle.end(never_ran(self.engine))
+                handle.end(cancelled_before_a_token(self.engine))
             elif getattr(handle, "request_id", None) in self.running:
                 request = self.running[handle.request_id]
                 if not request.generated and len(self.running) == 1 and not self.restarting:
@@ -220,9 +217,8 @@ class BatchScheduler:
         with self.lock:
             request = self.running.pop(request_id, None)  # None: its end came first
         if request is not None:
-            elapsed = time.perf_counter() - request.started
-            request.handle.end(TurnResult(answer="", token_ids=[], finish_reason="cancelled", timings=from_token_times(
-                self.engine.load_seconds, 0.0, [], elapsed, prompt_tokens=request.prompt_tokens, processed_tokens=0)))
+            request.handle.end(cancelled_before_a_token(self.engine, time.perf_counter() - request.started,
+                                                        request.prompt_tokens))
         try:
             self.engine.start_worker()
         except OvphiError as error:

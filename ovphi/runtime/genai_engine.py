@@ -61,6 +61,18 @@ def genai_generation(config, generation, stop_ids):
     return config
 
 
+def folder_num_crops(model_dir):
+    """The HD crops a picture gets in genai: the folder's preprocessor_config.json num_crops."""
+    return json.loads((model_dir / "preprocessor_config.json").read_text()).get("num_crops")
+
+
+def prompt_status(pictures):
+    """The Status a genai turn gives before its first token: genai reads the prompt and encodes its `pictures` new
+    pictures in one call, without saying how far it is."""
+    seen = f" and encoding {pictures} image{'s' * (pictures > 1)}" if pictures else ""
+    return Status("prefill", f"reading the prompt{seen}", 0, None)
+
+
 def kv_element_bytes(device, precision):
     """Bytes of a KV cache element: the precision asked for, or the device's default (u8 on CPU), else 2."""
     bits = {"u4": 4, "u8": 8, "i8": 8, "f16": 16, "bf16": 16, "f32": 32}
@@ -118,7 +130,7 @@ class GenaiEngine(Engine):
 
     def load_model(self):
         self.pipe = openvino_genai.VLMPipeline(str(self.model_dir), self.device, **self.pipeline_properties())
-        self.num_crops = json.loads((self.model_dir / "preprocessor_config.json").read_text()).get("num_crops")
+        self.num_crops = folder_num_crops(self.model_dir)
         self.tokenizer = self.pipe.get_tokenizer()
         self.stop_ids = set(folder_stop_token_ids(self.model_dir)) or set(
             self.pipe.get_generation_config().stop_token_ids)
@@ -152,8 +164,7 @@ class GenaiEngine(Engine):
         new_tokens = max(count - self.cached_tokens, 0)
         check_free_memory(kv_cache_bytes(self.config, new_tokens, self.kv_element_bytes), new_tokens)
         new_images = self.extend_history(conversation)
-        seen = f" and encoding {len(new_images)} image{'s' * (len(new_images) > 1)}" if new_images else ""
-        emit(Status("prefill", f"reading the prompt{seen}", 0, None))
+        emit(prompt_status(len(new_images)))
         started = time.perf_counter()
         streamer = RecordingStreamer(self.tokenizer, emit, started, self.stop_requested)
         config = genai_generation(self.pipe.get_generation_config(), generation, self.stop_ids)

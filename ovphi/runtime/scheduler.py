@@ -18,9 +18,10 @@ class Busy(OvphiError):
     """The queue holds as many waiting requests as it may."""
 
 
-def never_ran(engine):
-    """The TurnResult of a request cancelled before it started."""
-    timings = from_token_times(engine.load_seconds, 0.0, [], 0.0, prompt_tokens=0, processed_tokens=0)
+def cancelled_before_a_token(engine, seconds=0.0, prompt_tokens=0):
+    """The TurnResult of a request cancelled before its first token: queued (it never ran), or stopped inside its
+    encode or prefill after `seconds`."""
+    timings = from_token_times(engine.load_seconds, 0.0, [], seconds, prompt_tokens=prompt_tokens, processed_tokens=0)
     return TurnResult(answer="", token_ids=[], finish_reason="cancelled", timings=timings)
 
 
@@ -126,7 +127,7 @@ class Scheduler:
                 self.engine.stop_requested.set()
             elif handle in self.waiting:
                 self.waiting.remove(handle)
-                handle.end(never_ran(self.engine))
+                handle.end(cancelled_before_a_token(self.engine))
 
     def run(self):
         while True:
