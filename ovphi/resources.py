@@ -19,10 +19,11 @@ def peak_rss_bytes(pids=()):
     return sum(status_bytes(pid, "VmHWM") or 0 for pid in ("self", *pids))
 
 
-def rss_file_bytes(pids=()):
-    """Resident memory of this process (and of `pids`) that maps files (e.g. model weights read through mmap):
-    clean pages the kernel can drop under pressure, unlike anonymous memory."""
-    readings = [status_bytes(pid, "RssFile") for pid in ("self", *pids)]
+def rss_bytes(field, pids=()):
+    """Resident memory of one kind, of this process and of `pids`: "RssAnon" (anonymous: the heap, the plugin's
+    repacked weights, the KV cache) or "RssFile" (pages that map files, e.g. weights read through mmap: clean
+    pages the kernel can drop under pressure and read back on use)."""
+    readings = [status_bytes(pid, field) for pid in ("self", *pids)]
     return None if None in readings else sum(readings)
 
 

@@ -40,13 +40,20 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
         second = variant["scenarios"]["second_turn"]
         assert second["processed_tokens"]["median"] < second["prompt_tokens"]["median"]
         assert 0 < variant["ready_s"] < 600 and 0 < variant["rss_file_bytes"] < variant["peak_rss_bytes"]
+        assert 0 < variant["rss_anon_bytes"] < variant["peak_rss_bytes"]
+        limited = variant["scenarios"]["ask_4gb"]  # a fresh `ovphi ask` in a 4 GiB memory cgroup (run as root)
+        readings = limited["memory_limit"][0]
+        assert readings["limit_bytes"] == 4 * 2**30 and readings["oom_kills"] == 0
+        assert variant["rss_anon_bytes"] < readings["max_usage_bytes"] <= 4 * 2**30  # weights read are charged
+        assert 0 < limited["ttft_s"]["median"] < 600 and 0 < limited["tpot_s"]["median"] < 1
         first = variant["first_request"]
         assert first["scenario"] == "image_nc4" and first["steady_ttft_s"] == one_image["ttft_s"]["median"]
         assert 0 < first["ttft_s"] and 0 < first["warm_up_s"] and 0 < first["ttft_after_warm_up_s"]
     assert report["variants"][1]["scenarios"]["image_nc16"] is None  # genai: num_crops from the folder
     assert report["variants"][1]["scenarios"]["json_schema"] is None  # genai: no constrained answers
     assert 0 < report["variants"][0]["scenarios"]["json_schema"]["tpot_s"]["median"] < 1
-    assert "| variant | backend |" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "| variant | backend |" in markdown and markdown.count("| ask_4gb | answered under 4 GiB |") == 2
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder left
 

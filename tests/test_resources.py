@@ -4,7 +4,7 @@ from pathlib import Path
 
 import time
 
-from ovphi.resources import (page_out_mapped_files, paging_out, peak_rss_bytes, release_memory, rss_file_bytes,
+from ovphi.resources import (page_out_mapped_files, paging_out, peak_rss_bytes, release_memory, rss_bytes,
                              seconds_since_start)
 
 
@@ -24,7 +24,7 @@ def test_paging_out_a_mapped_file_frees_its_pages_and_keeps_its_data(tmp_path):
     weights.write_bytes(bytes(range(256)) * (64 * 4096))  # 64 MB
     with weights.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         checksum = sum(mapped[i] for i in range(0, len(mapped), 4096))  # touches every page
-        assert resident_bytes_of(weights) > 60e6 and rss_file_bytes() > 60e6
+        assert resident_bytes_of(weights) > 60e6 and rss_bytes("RssFile") > 60e6
         assert page_out_mapped_files([weights]) >= 64 * 2**20
         assert resident_bytes_of(weights) < 8e6
         assert sum(mapped[i] for i in range(0, len(mapped), 4096)) == checksum  # read back on use

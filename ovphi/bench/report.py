@@ -24,7 +24,7 @@ def markdown(report, baseline):
              "TTFT ratio | TPOT ratio | TTFT roof | TPOT roof |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, variant in enumerate(report["variants"]):
         for scenario, stats in variant["scenarios"].items():
-            if stats is None:
+            if stats is None or "failed" in stats:
                 continue
             ref = base["scenarios"].get(scenario)
             ratio = lambda m: (f"{stats[m]['median'] / ref[m]['median']:.2f}"  # noqa: E731
@@ -52,16 +52,19 @@ def markdown(report, baseline):
                          f"{turn['ttft_s']['median']:.3f} | {turn['prompt_tokens']['median']:.0f} | {computed} | "
                          f"{turn['answer_tokens']['median']:.0f} |")
     lines += ["", "`repeat_image`: a new conversation about the previous picture (its prefix cache use per run);"
-              " `ask_cold`: a fresh `ovphi ask` process, TTFT counted from the process's start."]
+              " `ask_cold`: a fresh `ovphi ask` process, TTFT counted from the process's start, the folder's files"
+              " first dropped from the page cache; `ask_4gb`: the same inside a 4 GiB memory cgroup."]
+    lines += memory_limit_rows(report)
     lines += ["", "Load: in the bench process, without and with the compiled-model cache. Start to loaded: a fresh"
               " `ovphi ask` process (interpreter, imports, load), which also gives the peak RSS of one image turn"
-              " and, in brackets, how much of the RSS at its end maps files (weights read through mmap: page"
-              " cache the kernel can reclaim)."
+              " and, at its end, the anonymous RSS (heap, repacked weights, KV cache) and the RSS that maps files"
+              " (weights read through mmap: page cache the kernel can reclaim)."
               " First request: the variant's first turn after load (the CPU plugin repacks the weights on the"
               " first inference), then after a fresh load and `warm_up()`, beside the same scenario's median.",
               "", "| variant | backend | load cold s | load cached s | start to loaded s | first request TTFT s | "
-              "warm-up s | first request after warm-up s | steady TTFT s | peak RSS GB (file-mapped) | LM weights GB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "warm-up s | first request after warm-up s | steady TTFT s | peak RSS GB | at the end: anonymous /"
+              " file-mapped GB | LM weights GB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, variant in enumerate(report["variants"]):
         cached = f"{variant['load_cached_s']:.2f}" if variant["load_cached_s"] is not None else "–"
         first = variant["first_request"]
@@ -71,8 +74,8 @@ def markdown(report, baseline):
                     else "– | –")
             first_cells = f"{first['ttft_s']:.3f} ({first['scenario']}) | {warm} | {first['steady_ttft_s']:.3f}"
         lines.append(f"| {label(index, variant)} | {variant['backend']} | {variant['load_cold_s']:.2f} | {cached} | "
-                     f"{variant['ready_s']:.2f} | {first_cells} | {variant['peak_rss_bytes'] / 1e9:.2f} "
-                     f"({variant['rss_file_bytes'] / 1e9:.2f}) | "
+                     f"{variant['ready_s']:.2f} | {first_cells} | {variant['peak_rss_bytes'] / 1e9:.2f} | "
+                     f"{gigabytes(variant.get('rss_anon_bytes'))} / {gigabytes(variant['rss_file_bytes'])} | "
                      f"{gigabytes(variant['language_weight_bytes'])} |")
     limits = report["roofline_machine"]
     bandwidth, rate = limits["read_bandwidth_bytes_per_s"], limits["matmul_flops_per_s"]
@@ -81,6 +84,36 @@ def markdown(report, baseline):
               f"{rate['median'] / 1e9:.0f} GFLOP/s; other processes used {limits['other_processes_cpu_percent']:.0f} %"
               " of the CPU when they were measured."]
     return "\n".join(lines) + "\n"
+
+
+def memory_limit_rows(report):
+    """The scenarios run under a memory limit, beside the same variant's `ask_cold` (the same run without it)."""
+    rows = [(index, variant, name, stats) for index, variant in enumerate(report["variants"])
+            for name, stats in variant["scenarios"].items() if stats and ("failed" in stats or "memory_limit" in stats)]
+    if not rows:
+        return []
+    lines = ["", "Under a memory limit (a memory cgroup, charged for the weights it reads as well), beside the same"
+             " variant's `ask_cold` in this run. Limit hits: how often usage reached the limit and the kernel had to"
+             " reclaim (paging mapped weights out, to read them again).", "",
+             "| variant | backend | scenario | result | TTFT s (x ask_cold) | TPOT ms (x ask_cold) | peak usage GB |"
+             " limit hits |", "|---|---|---|---|---|---|---|---|"]
+    for index, variant, name, stats in rows:
+        row = f"| {label(index, variant)} | {variant['backend']} | {name} |"
+        if "failed" in stats:
+            lines.append(f"{row} {stats['failed']} | – | – | – | – |")
+            continue
+        cold = variant["scenarios"].get("ask_cold")
+        readings = stats["memory_limit"][-1]
+        lines.append(f"{row} answered under {readings['limit_bytes'] / 2**30:g} GiB | "
+                     f"{against(stats, cold, 'ttft_s', 1, 3)} | {against(stats, cold, 'tpot_s', 1000, 0)} | "
+                     f"{gigabytes(readings['max_usage_bytes'])} | {readings['limit_hits']} |")
+    return lines
+
+
+def against(stats, base, metric, scale, digits):
+    """A metric's median (times `scale`) and, when `base` measured it, their ratio."""
+    text = f"{stats[metric]['median'] * scale:.{digits}f}"
+    return text + (f" ({stats[metric]['median'] / base[metric]['median']:.2f}x)" if base and "failed" not in base else "")
 
 
 def plot(report, path):

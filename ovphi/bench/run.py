@@ -29,6 +29,7 @@ from ..files import check_model_folder, check_replaceable, write_folder_atomical
 from ..images import read_image
 from ..runtime import RuntimeOptions, load, registry
 from ..runtime.timings import TurnTimings
+from .memory_limit import MemoryLimit, evict_from_page_cache
 from .report import markdown, plot
 from .scenarios import SCENARIOS, crops_of, run_scenario, runs_on
 from .weights import weights_of
@@ -76,29 +77,43 @@ def measure_load(model_dir, backend, options):
     return engine, cold, engine.load_seconds
 
 
-def ask_process(model_dir, backend, options, max_new_tokens, image):
-    """The JSON answer of a separate `ovphi ask` process on one image (ignoring end-of-sequence)."""
+def ask_process(model_dir, backend, options, max_new_tokens, image, limit=None):
+    """The JSON answer of a separate `ovphi ask` process on one image (ignoring end-of-sequence); with `limit`
+    (a MemoryLimit), run inside it."""
     command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
                "--format", "json", "--max-new-tokens", str(max_new_tokens),
                "--prompt", SCENARIOS["image_nc4"].turns[0], *device_arguments(options)]
-    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    started = time.monotonic()
+    result = subprocess.run(limit.wrap(command) if limit else command, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise OvphiError(f"`ovphi ask` on {model_dir} ({backend}) failed: {result.stderr.strip()[-200:]}")
+        killed = limit and limit.readings()["oom_kills"]
+        reason = (f"killed by the OOM killer after {time.monotonic() - started:.0f} s" if killed
+                  else result.stderr.strip()[-200:])
+        raise OvphiError(f"`ovphi ask` on {model_dir} ({backend}) failed: {reason}")
     return json.loads(result.stdout)
 
 
 def memory_run(model_dir, backend, options, max_new_tokens):
-    """{peak_rss_bytes, rss_file_bytes (file-mapped at the end), ready_s (process start to model loaded)}
-    of a separate `ovphi ask` run on one image."""
+    """{peak_rss_bytes, rss_anon_bytes and rss_file_bytes (anonymous and file-mapped at the end), ready_s
+    (process start to model loaded)} of a separate `ovphi ask` run on one image."""
     answer = ask_process(model_dir, backend, options, max_new_tokens, BUILTIN.parent / "scene_0.png")
-    return {key: answer[key] for key in ("peak_rss_bytes", "rss_file_bytes", "ready_s")}
+    return {key: answer[key] for key in ("peak_rss_bytes", "rss_anon_bytes", "rss_file_bytes", "ready_s")}
 
 
-def cold_ask(model_dir, backend, options, max_new_tokens, image):
-    """(TurnTimings whose TTFT counts from the process's start, crops) of a fresh `ovphi ask` process."""
-    answer = ask_process(model_dir, backend, options, max_new_tokens, image)
+def cold_ask(model_dir, backend, options, max_new_tokens, image, memory_limit_bytes=None):
+    """(TurnTimings whose TTFT counts from the process's start, crops, what the memory limit did: None
+    without one) of a fresh `ovphi ask` process, the folder's files first dropped from the page cache (a
+    process under a limit is charged for what it reads; the run without one starts as cold)."""
+    evict_from_page_cache(model_dir)
+    if memory_limit_bytes is None:
+        answer, readings = ask_process(model_dir, backend, options, max_new_tokens, image), None
+    else:
+        with MemoryLimit(memory_limit_bytes) as limit:
+            answer = ask_process(model_dir, backend, options, max_new_tokens, image, limit)
+            readings = limit.readings()
     timings = TurnTimings(**{k: v for k, v in answer["timings"].items() if k != "tokens_per_s"})
-    return [replace(timings, ttft_s=answer["ready_s"] + timings.ttft_s)], crops_of([read_image(image)], 4)
+    return [replace(timings, ttft_s=answer["ready_s"] + timings.ttft_s)], crops_of([read_image(image)], 4), readings
 
 
 def first_request_after_warm_up(model_dir, backend, options, scenario, pictures, max_new_tokens):
@@ -142,7 +157,13 @@ def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, 
             shown = [marked(pictures[(2 * run + i) % len(pictures)], (scenario_number, run, i)) for i in range(2)]
             if scenario.fresh_process:
                 if run:
-                    timings.append(cold_ask(model_dir, backend, options, max_new_tokens, shown_path(run, BENCH_IMAGES)))
+                    try:
+                        timings.append(cold_ask(model_dir, backend, options, max_new_tokens,
+                                                shown_path(run, BENCH_IMAGES), scenario.memory_limit_bytes))
+                    except OvphiError as error:
+                        if scenario.memory_limit_bytes is None:
+                            raise
+                        timings.append(str(error))  # what the limit did is the result: killed, or no limit
                 continue
             measured = run_scenario(engine, scenario, shown, max_new_tokens)
             if run:
@@ -150,15 +171,22 @@ def bench_variant(model_dir, backend, options, scenarios, runs, max_new_tokens, 
             elif first_request is None:
                 first = measured[0][-1]
                 first_request = {"scenario": name, "ttft_s": first.ttft_s, "total_s": first.total_s}
-        stats = {m: summarise([getattr(turns[-1], m) for turns, _ in timings]) for m in METRICS}
+        failures = [failure for failure in timings if isinstance(failure, str)]
+        if failures:
+            variant["scenarios"][name] = {"failed": failures[0]}
+            log(f"  {backend:<7} {Path(model_dir).name:<16} {name:<12} {failures[0]}")
+            continue
+        stats = {m: summarise([getattr(turns[-1], m) for turns, *_ in timings]) for m in METRICS}
         stats["roofline"] = roof_fractions(stats, timings[0][1], engine.config, weights, kv_bytes,
                                            machine, max_new_tokens)
+        if scenario.memory_limit_bytes:
+            stats["memory_limit"] = [readings for _, _, readings in timings]
         if len(scenario.turns) > 1:
-            stats["turns"] = [{m: summarise([getattr(turns[index], m) for turns, _ in timings])
+            stats["turns"] = [{m: summarise([getattr(turns[index], m) for turns, *_ in timings])
                                for m in ("ttft_s", "prompt_tokens", "processed_tokens", "answer_tokens")}
                               for index in range(len(scenario.turns))]
         if scenario.repeat:
-            stats["prefix_cache"] = [turns[-1].prefix_cache for turns, _ in timings]
+            stats["prefix_cache"] = [turns[-1].prefix_cache for turns, *_ in timings]
         variant["scenarios"][name] = stats
         if first_request and first_request["scenario"] == name:
             first_request["steady_ttft_s"] = stats["ttft_s"]["median"]

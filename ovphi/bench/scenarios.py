@@ -23,6 +23,7 @@ class Scenario:
     repeat: bool = False  # measured: a new conversation (after a reset) about the same image and question
     fresh_process: bool = False  # measured: a new `ovphi ask` process, from its start to the first token
     json_schema: str | None = None  # answers constrained to this schema (engines with capabilities.sampler)
+    memory_limit_bytes: int | None = None  # fresh_process: the process runs in a memory cgroup of this size
 
 
 SCENARIOS = {
@@ -35,6 +36,7 @@ SCENARIOS = {
                             eager=False, natural_length=True),
     "repeat_image": Scenario(images=1, turns=(DESCRIBE,), eager=False, repeat=True),
     "ask_cold": Scenario(images=1, turns=(DESCRIBE,), eager=False, fresh_process=True),
+    "ask_4gb": Scenario(images=1, turns=(DESCRIBE,), eager=False, fresh_process=True, memory_limit_bytes=4 * 2**30),
     "json_schema": Scenario(images=1, turns=(DESCRIBE,), eager=False, json_schema=DESCRIPTION_SCHEMA),
 }
 

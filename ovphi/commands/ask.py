@@ -7,7 +7,7 @@ from dataclasses import replace
 from ..errors import OvphiError
 from ..files import check_output_file, write_atomically
 from ..images import MAX_IMAGES, read_frames, read_image
-from ..resources import peak_rss_bytes, rss_file_bytes, seconds_since_start
+from ..resources import peak_rss_bytes, rss_bytes, seconds_since_start
 from ..runtime import ChatSession, Chunk, load
 from .options import HelpFormatter, add_generation_options, add_model_options, generation_config, runtime_options
 from .status import StatusLine, loaded
@@ -108,8 +108,9 @@ def main(args):
                            "model": str(args.model_dir), "device": engine.device, "backend": engine.name,
                            "images": args.image, "frames": args.frames, "timings": result.timings.as_dict(),
                            "ready_s": ready_s, "peak_rss_bytes": peak_rss_bytes(engine.worker_pids()),
-                           "rss_file_bytes": rss_file_bytes(engine.worker_pids())} | ({"logprobs": tokens} if args.logprobs is not None
-                                                                  else {}), indent=2) + "\n"
+                           "rss_anon_bytes": rss_bytes("RssAnon", engine.worker_pids()),
+                           "rss_file_bytes": rss_bytes("RssFile", engine.worker_pids())}
+                          | ({"logprobs": tokens} if args.logprobs is not None else {}), indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text)
     elif stream_to_terminal:
