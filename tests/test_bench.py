@@ -44,7 +44,8 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
         limited = variant["scenarios"]["ask_4gb"]  # a fresh `ovphi ask` in a 4 GiB memory cgroup (run as root)
         readings = limited["memory_limit"][0]
         assert readings["limit_bytes"] == 4 * 2**30 and readings["oom_kills"] == 0
-        assert variant["rss_anon_bytes"] < readings["max_usage_bytes"] <= 4 * 2**30  # weights read are charged
+        # its charge holds at least its heap (another process's, measured alone) and stays under the limit
+        assert 0.8 * variant["rss_anon_bytes"] < readings["max_usage_bytes"] <= 4 * 2**30
         assert 0 < limited["ttft_s"]["median"] < 600 and 0 < limited["tpot_s"]["median"] < 1
         first = variant["first_request"]
         assert first["scenario"] == "image_nc4" and first["steady_ttft_s"] == one_image["ttft_s"]["median"]

@@ -79,7 +79,8 @@ def measure_load(model_dir, backend, options):
 
 def ask_process(model_dir, backend, options, max_new_tokens, image, limit=None):
     """The JSON answer of a separate `ovphi ask` process on one image (ignoring end-of-sequence); with `limit`
-    (a MemoryLimit), run inside it."""
+    (a MemoryLimit), run inside it. Without a prefix cache, as `ovphi ask` runs by default."""
+    options = replace(options, prefix_cache_mb=0)
     command = [sys.executable, "-m", "ovphi", "ask", str(model_dir), "--image", str(image), "--backend", backend,
                "--format", "json", "--max-new-tokens", str(max_new_tokens),
                "--prompt", SCENARIOS["image_nc4"].turns[0], *device_arguments(options)]

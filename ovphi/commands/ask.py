@@ -37,6 +37,8 @@ def setup_arg_parser():
     parser.add_argument("--logprobs", type=int, metavar="N",
                         help="with --format json: each token's log probability and the N most likely at its place")
     add_generation_options(parser)
+    # one question: no later conversation can start from a snapshot of its image prefix (0.6 GB at full size)
+    parser.set_defaults(prefix_cache_mb=0)
     return parser
 
 
