@@ -3,6 +3,7 @@ concurrent clients, a client that goes away, and the security defaults. Bounded 
 import base64
 import concurrent.futures
 import json
+import re
 import subprocess
 import sys
 import time
@@ -71,6 +72,9 @@ def test_interleaved_clients_are_answered_as_each_alone_would_be(real, fp32_ir, 
         alone = [list(chat.ask(question, images))[-1].answer
                  for question, images in (("Describe the image.", [image]), ("And the colours?", []))]
         assert [message["content"].strip() for message in histories[name] if message["role"] == "assistant"] == alone
+    metrics = requests.get(f"{real.base}/metrics", timeout=10).text  # the optimum engine's prefix cache, counted
+    counts = re.findall(r'^ovphi_prefix_cache_total\{result="(hit|miss)"\} \d+$', metrics, re.MULTILINE)
+    assert counts == ["hit", "miss"]
 
 
 def test_a_request_maps_to_a_generation_config():

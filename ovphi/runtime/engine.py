@@ -113,6 +113,11 @@ class Engine(ABC):
         """The processes besides this one that hold the model (their memory is the engine's too)."""
         return []
 
+    def prefix_cache_counts(self):
+        """{"hit": n, "miss": n}: new conversations that did and did not start from a snapshot of their image
+        prefix; None for an engine without ovphi's prefix cache."""
+        return None
+
     def make_scheduler(self):
         """What runs this engine's turns: the Scheduler (one at a time, on one generation thread)."""
         return Scheduler(self)

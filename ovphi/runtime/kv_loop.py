@@ -218,3 +218,6 @@ class KVLoopEngine(Engine):
 
     def score(self, conversation, answer_ids, num_crops=None):
         return self.loop.score(conversation, answer_ids, num_crops)
+
+    def prefix_cache_counts(self):
+        return {"hit": self.loop.prefix_cache.hits, "miss": self.loop.prefix_cache.misses}

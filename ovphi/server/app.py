@@ -275,9 +275,9 @@ def create_app(load_engine, settings):
 
     @app.get("/metrics")
     async def metrics():
-        loop = getattr(server.engine, "loop", None)
-        gauges = server.engine.scheduler.gauges() if server.engine else {}
-        return PlainTextResponse(server.metrics.text(gauges, getattr(loop, "prefix_cache", None)))
+        engine = server.engine
+        return PlainTextResponse(server.metrics.text(engine.scheduler.gauges() if engine else {},
+                                                     engine.prefix_cache_counts() if engine else None))
 
     model_card = {"id": settings.model_name, "object": "model", "created": created, "owned_by": "ovphi"}
 

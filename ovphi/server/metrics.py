@@ -51,7 +51,7 @@ class Metrics:
 
     def text(self, gauges, prefix_cache=None):
         """gauges: the scheduler's (requests running, queue depth; the genai-batch engine's batch size and KV
-        cache), each written as ovphi_NAME."""
+        cache), each written as ovphi_NAME; prefix_cache: the engine's prefix cache hits and misses, if it has one."""
         with self.lock:
             lines = ["# TYPE ovphi_requests_total counter"]
             lines += [f'ovphi_requests_total{{status="{status}"}} {count}' for status, count in
@@ -69,7 +69,7 @@ class Metrics:
             for name, value in gauges.items():
                 lines += [f"# TYPE ovphi_{name} gauge", f"ovphi_{name} {value}"]
             if prefix_cache is not None:
-                lines += ["# TYPE ovphi_prefix_cache_total counter",
-                          f'ovphi_prefix_cache_total{{result="hit"}} {prefix_cache.hits}',
-                          f'ovphi_prefix_cache_total{{result="miss"}} {prefix_cache.misses}']
+                lines += ["# TYPE ovphi_prefix_cache_total counter"]
+                lines += [f'ovphi_prefix_cache_total{{result="{result}"}} {count}' for result, count in
+                          prefix_cache.items()]
             return "\n".join(lines) + "\n"
