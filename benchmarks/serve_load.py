@@ -1,10 +1,12 @@
 """Load on `ovphi serve`: N concurrent clients, each a conversation of M turns about its own picture, through the
-official openai client. Reports p50/p95 TTFT and TPOT per turn and requests per minute, as JSON and Markdown.
+official openai client, for each client count and backend in one run. Reports per run the aggregate generated
+tokens per second, p50/p95 TTFT and TPOT per turn, refused requests, answered requests per minute and the
+server's peak RSS (its worker processes included), as JSON and Markdown.
 
-    python benchmarks/serve_load.py models/full-int4 --backend optimum --backend genai-stock \\
-        --clients 2 --turns 3 --out benchmarks/reports/serve-load-intel-xeon-amx
+    python benchmarks/serve_load.py models/full-int4 --backend optimum --backend genai-batch --backend genai-stock \\
+        --clients 1 --clients 2 --clients 4 --turns 3 --max-tokens 64 --out benchmarks/reports/serve-load-amd-epyc
 
-Each backend gets its own server process on a free loopback port (started here, stopped at the end).
+Each run gets its own server process on a free loopback port (started and warmed up here, stopped at its end).
 """
 import argparse
 import base64
@@ -17,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import openai
 import requests
@@ -25,6 +28,7 @@ from ovphi.calibration.sources import BUILTIN
 from ovphi.cpu import cpu_kind, cpu_model
 from ovphi.files import write_folder_atomically
 from ovphi.images import read_image
+from ovphi.resources import status_bytes
 
 QUESTIONS = ["Describe the image in detail.", "Which colours stand out?", "Say it in one sentence."]
 
@@ -49,6 +53,13 @@ def start_server(model_dir, backend):
     raise SystemExit(f"the {backend} server did not get ready")
 
 
+def peak_rss_bytes(pid):
+    """VmHWM of a process and of its children, those of every thread (the genai-batch worker is started from
+    one): an upper bound, since their peaks need not have come at once."""
+    children = [child for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
+    return sum(status_bytes(process, "VmHWM") or 0 for process in [pid, *children])
+
+
 def data_url(path, tag):
     """The picture as a data: URL, one pixel set from `tag` so that no two clients share a prefix."""
     image = read_image(path)
@@ -59,7 +70,7 @@ def data_url(path, tag):
 
 
 def conversation(client, model, image_url, turns, max_tokens):
-    """[(ttft, tpot, cached tokens, error)] of each turn of one client's conversation, streamed; a refused
+    """[(ttft, tpot, cached tokens, error, generated tokens)] of each turn of one client's conversation, streamed; a refused
     turn ends the conversation (its error kept, the turns after it not asked). TTFT is what this
     client waited, queueing included: the arrival of the last chunk less the server's time from the first
     token to the end (its `timings`); counting text chunks would not do, since a token may bring no text
@@ -80,12 +91,12 @@ def conversation(client, model, image_url, turns, max_tokens):
                     text.append(chunk.choices[0].delta.content)
         except openai.APIStatusError as error:
             message = error.body.get("message") if isinstance(error.body, dict) else str(error)
-            return measured + [(None, None, None, f"{error.status_code}: {message}")] * (turns - number)
+            return measured + [(None, None, None, f"{error.status_code}: {message}", 0)] * (turns - number)
         ended = time.perf_counter() - started
         history.append({"role": "assistant", "content": "".join(text)})
         ttft = ended - (timings["total_ms"] - timings["ttft_ms"]) / 1000
         tpot = None if timings["tpot_ms"] is None else timings["tpot_ms"] / 1000
-        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens, None))
+        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens, None, usage.completion_tokens))
     return measured
 
 
@@ -103,7 +114,8 @@ def run(model_dir, backend, clients, turns, max_tokens, pictures):
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             results = list(pool.map(lambda n: conversation(client, model, data_url(pictures[n % len(pictures)], n),
                                                            turns, max_tokens), range(clients)))
-        minutes = (time.perf_counter() - started) / 60
+        seconds = time.perf_counter() - started
+        peak_rss = peak_rss_bytes(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -118,21 +130,56 @@ def run(model_dir, backend, clients, turns, max_tokens, pictures):
                          "cached_tokens_median": statistics.median(cached) if cached else None,
                          "failed": len(errors), "first_error": errors[0] if errors else None})
     answered = sum(1 for result in results for turn in result if turn[3] is None)
-    return {"backend": backend, "clients": clients, "turns": turns, "requests": clients * turns,
-            "requests_per_minute": answered / minutes, "per_turn": per_turn}
+    return {"backend": backend, "clients": clients, "turns": turns, "requests": clients * turns, "seconds": seconds,
+            "requests_per_minute": answered / seconds * 60, "refused": clients * turns - answered,
+            "generated_tokens_per_s": sum(turn[4] for result in results for turn in result) / seconds,
+            "peak_rss_bytes": peak_rss, "per_turn": per_turn}
+
+
+def later_turn_ttft(result, key):
+    """The worst of the turns after the first (None when none was answered)."""
+    values = [turn[key] for turn in result["per_turn"][1:] if turn[key] is not None]
+    return max(values) if values else None
+
+
+def summary_rows(report):
+    """One row per backend and client count, against the same backend's lone client (the issue's goals: 4 clients
+    >= 2.5x one client's tokens/s, nothing refused, later-turn TTFT p95 <= 3x a lone client's later turn)."""
+    lone = {r["backend"]: r for r in report["results"] if r["clients"] == 1}
+    fmt = lambda value, digits=2: "–" if value is None else f"{value:.{digits}f}"  # noqa: E731
+    rows = []
+    for result in report["results"]:
+        alone = lone.get(result["backend"])
+        speedup = result["generated_tokens_per_s"] / alone["generated_tokens_per_s"] if alone else None
+        later, alone_later = later_turn_ttft(result, "ttft_p95_s"), alone and later_turn_ttft(alone, "ttft_p50_s")
+        first = result["per_turn"][0]
+        rows.append(f"| {result['backend']} | {result['clients']} | {result['generated_tokens_per_s']:.2f} | "
+                    f"{fmt(speedup)} | {fmt(first['ttft_p50_s'])} / {fmt(first['ttft_p95_s'])} | {fmt(later)} | "
+                    f"{fmt(later / alone_later if later and alone_later else None)} | {result['refused']} | "
+                    f"{fmt(result['peak_rss_bytes'] and result['peak_rss_bytes'] / 1e9)} |")
+    return rows
 
 
 def markdown(report):
+    counts = ", ".join(str(count) for count in report["clients"])
     lines = [f"# ovphi serve under load — {report['machine']['cpu']} ({report['machine']['cpu_kind']})", "",
-             f"{report['clients']} concurrent clients x {report['turns']} turns each, streamed answers of "
+             f"{counts} concurrent clients x {report['turns']} turns each, streamed answers of "
              f"{report['max_tokens']} tokens (ignore_eos), greedy; each client its own picture. Model: `{report['model']}`.",
-             *(["", f"Conditions: {report['conditions']}"] if report.get("conditions") else []), "",
-             "| backend | turn | TTFT p50 s | TTFT p95 s | TPOT p50 ms | TPOT p95 ms | cached tokens (median) |"
-             " failed | answered requests/min |", "|---|---|---|---|---|---|---|---|---|"]
+             *(["", f"Conditions: {report['conditions']}"] if report.get("conditions") else []),
+             *(["", f"Corrected after the run: {report['corrections']}"] if report.get("corrections") else []), "",
+             "Generated tok/s: every client's answer tokens over the run's wall time. Later turns: the worst turn after"
+             " the first; x lone later turn: that p95 over the same backend's lone client's (its worst later turn's"
+             " p50). Refused: requests not answered. Peak RSS: the server and its worker processes.", "",
+             "| backend | clients | generated tok/s | x one client | turn 1 TTFT p50 / p95 s | later turns TTFT p95 s |"
+             " x lone later turn | refused | peak RSS GB |", "|---|---|---|---|---|---|---|---|---|",
+             *summary_rows(report), "", "Every turn:", "",
+             "| backend | clients | turn | TTFT p50 s | TTFT p95 s | TPOT p50 ms | TPOT p95 ms | cached tokens (median) |"
+             " failed | answered requests/min |", "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda value, scale=1, digits=2: "–" if value is None else f"{value * scale:.{digits}f}"  # noqa: E731
     for result in report["results"]:
         for turn in result["per_turn"]:
-            lines.append(f"| {result['backend']} | {turn['turn']} | {fmt(turn['ttft_p50_s'])} | {fmt(turn['ttft_p95_s'])}"
+            lines.append(f"| {result['backend']} | {result['clients']} | {turn['turn']} | {fmt(turn['ttft_p50_s'])} | "
+                         f"{fmt(turn['ttft_p95_s'])}"
                          f" | {fmt(turn['tpot_p50_s'], 1000, 0)} | {fmt(turn['tpot_p95_s'], 1000, 0)} | "
                          f"{fmt(turn['cached_tokens_median'], 1, 0)} | {turn['failed']} | {result['requests_per_minute']:.2f} |")
     errors = sorted({f"{r['backend']}: {t['first_error']}" for r in report["results"] for t in r["per_turn"] if t["first_error"]})
@@ -143,7 +190,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
     parser.add_argument("--backend", action="append", help="repeat (default: optimum and genai-stock)")
-    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--clients", type=int, action="append", help="repeat (default: 1, 2 and 4)")
     parser.add_argument("--turns", type=int, default=3, choices=range(1, len(QUESTIONS) + 1))
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--out", required=True)
@@ -151,10 +198,11 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pictures = [BUILTIN.parent / json.loads(line)["image"] for line in BUILTIN.read_text().splitlines()]
-    results = [run(args.model_dir, backend, args.clients, args.turns, args.max_tokens, pictures)
-               for backend in args.backend or ["optimum", "genai-stock"]]
+    clients = args.clients or [1, 2, 4]
+    results = [run(args.model_dir, backend, count, args.turns, args.max_tokens, pictures)
+               for backend in args.backend or ["optimum", "genai-batch", "genai-stock"] for count in clients]
     report = {"machine": {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "cores": os.cpu_count()},
-              "model": str(args.model_dir), "clients": args.clients, "turns": args.turns,
+              "model": str(args.model_dir), "clients": clients, "turns": args.turns,
               "max_tokens": args.max_tokens, "date": time.strftime("%Y-%m-%d %H:%M"), "conditions": args.conditions,
               "results": results}
 
