@@ -17,7 +17,6 @@ positions before it); x 32 layers gives the whole model's cost.
     python benchmarks/sdpa_later_turns.py --out benchmarks/reports/sdpa-later-turns-amd-epyc
 """
 import argparse
-import json
 import statistics
 import time
 
@@ -26,7 +25,7 @@ import openvino as ov
 from openvino import opset13 as ops
 
 from ovphi.cpu import cpu_kind, cpu_model
-from ovphi.files import write_folder_atomically
+from ovphi.files import write_report
 
 HEADS, HEAD_SIZE, LAYERS = 32, 96, 32  # Phi-3-mini
 
@@ -130,12 +129,7 @@ def main():
             for cached in args.cached or [800, 1600] for new in args.new or [16, 64]]
     report = {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "openvino": ov.get_version(), "repeats": args.repeats,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-
-    def write(folder):
-        (folder / "report.json").write_text(json.dumps(report, indent=2))
-        (folder / "report.md").write_text(markdown(report))
-
-    write_folder_atomically(args.out, write)
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
 
 

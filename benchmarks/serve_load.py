@@ -26,7 +26,7 @@ import requests
 
 from ovphi.calibration.sources import BUILTIN
 from ovphi.cpu import cpu_kind, cpu_model
-from ovphi.files import write_folder_atomically
+from ovphi.files import write_report
 from ovphi.images import read_image
 from ovphi.resources import status_bytes
 
@@ -205,12 +205,7 @@ def main():
               "model": str(args.model_dir), "clients": clients, "turns": args.turns,
               "max_tokens": args.max_tokens, "date": time.strftime("%Y-%m-%d %H:%M"), "conditions": args.conditions,
               "results": results}
-
-    def write(folder):
-        (folder / "report.json").write_text(json.dumps(report, indent=2))
-        (folder / "report.md").write_text(markdown(report))
-
-    write_folder_atomically(args.out, write)
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
 
 

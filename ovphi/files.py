@@ -117,6 +117,16 @@ def write_folder_atomically(out, write):
         write(folder)
 
 
+def write_report(out, report, markdown):
+    """OUT/report.json (`report`) and OUT/report.md (`markdown`, its text), written as one folder (a benchmark's)."""
+
+    def write(folder):
+        (folder / "report.json").write_text(json.dumps(report, indent=2))
+        (folder / "report.md").write_text(markdown)
+
+    write_folder_atomically(out, write)
+
+
 def check_replaceable(out, ours, force=False, keep=()):
     """Refuse, before any work, to replace OUT unless it is new, empty, or holds only files named in `ours`
     (a previous output of the same kind); `force` allows any other folder. Never OUT = the working
