@@ -1,22 +1,13 @@
 """Process readings: peak and file-mapped RSS, seconds since start, paging out mapped weights."""
 import mmap
-from pathlib import Path
-
 import time
 
-from ovphi.resources import (page_out_mapped_files, paging_out, peak_rss_bytes, release_memory, rss_bytes,
-                             seconds_since_start)
+from ovphi.resources import (mapped_file_bytes, page_out_mapped_files, paging_out, peak_rss_bytes, release_memory,
+                             rss_bytes, seconds_since_start)
 
 
 def resident_bytes_of(path):
-    """Rss of this process's mappings of `path`, from /proc/self/smaps."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if "-" in line.split(maxsplit=1)[0] and ":" not in line.split(maxsplit=1)[0]:
-            inside = line.rstrip().endswith(str(path))
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1]) * 1024
-    return total
+    return mapped_file_bytes().get(str(path.resolve()), 0)
 
 
 def test_paging_out_a_mapped_file_frees_its_pages_and_keeps_its_data(tmp_path):

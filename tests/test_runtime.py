@@ -8,6 +8,7 @@ from exact import EXACT
 from transformers import AutoTokenizer
 
 from ovphi.errors import OvphiError
+from ovphi.resources import mapped_file_bytes
 from ovphi.runtime import ChatSession, Chunk, Conversation, GenerationConfig, Status, TurnResult, genai_engine, load
 
 GREEDY = dict(max_new_tokens=12)
@@ -199,6 +200,17 @@ def test_warm_up_leaves_no_trace_in_the_next_conversation(int4_ir, red_image, ba
     result = conversation(warmed, [("Describe the image.", [red_image])])[0]
     assert result.token_ids == expected.token_ids
     assert result.timings.processed_tokens == result.timings.prompt_tokens == expected.timings.prompt_tokens
+
+
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_the_weights_read_through_their_mappings_do_not_stay_resident_after_a_turn(int4_ir, red_image, backend):
+    """The CPU plugin repacks each weight on its first inference, reading it through the IR's (or the compiled
+    blob's) mapping: those pages are unmapped as the turn runs and at its end, not kept beside the repacked copy."""
+    engine = load(int4_ir, backend)
+    conversation(engine, [("Describe the image.", [red_image])])
+    files = {str(path) for path in engine.mapped_weights()}
+    mapped = {path: size for path, size in mapped_file_bytes().items() if path in files}
+    assert mapped and sum(mapped.values()) == 0, mapped
 
 
 def test_optimum_generate_answers_like_a_whole_prefill_of_the_text_history(fp32_ir, red_image):

@@ -20,6 +20,12 @@ def cache_folder(model_dir, device, properties):
     return Path(model_dir) / CACHE / hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
+def weight_files(model_dir):
+    """The files a loaded IR folder's weights are mapped from: its .bin files and its compiled blobs."""
+    model_dir = Path(model_dir).resolve()
+    return [*model_dir.glob("*.bin"), *model_dir.glob(f"{CACHE}/*/*.blob")]
+
+
 def tree_bytes(path):
     path = Path(path)
     if path.is_file():

@@ -10,6 +10,7 @@ import openvino_genai
 from ..errors import OvphiError, PromptTooLong
 from ..model.constants_phi3_v import crop_grid, num_image_tokens
 from ..model.tokens import folder_stop_token_ids
+from .compiled_cache import weight_files
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
 from .memory import check_free_memory, kv_cache_bytes
 from .prompt import tagged_messages
@@ -135,6 +136,9 @@ class GenaiEngine(Engine):
         self.stop_ids = set(folder_stop_token_ids(self.model_dir)) or set(
             self.pipe.get_generation_config().stop_token_ids)
         self.kv_element_bytes = kv_element_bytes(self.device, self.options.kv_cache_precision)
+
+    def mapped_weights(self):
+        return weight_files(self.model_dir)
 
     def reset(self):
         self.history, self.sent, self.sent_images, self.cached_tokens = None, [], [], 0

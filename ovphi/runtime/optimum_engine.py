@@ -10,8 +10,8 @@ import torch
 from ..model import register_auto_classes
 from ..model.constants_phi3_v import crop_count
 from ..model.tokens import folder_stop_token_ids
-from ..resources import page_out_mapped_files
 from .cancellable import Cancelled, CancellableModel, CancellableRequest
+from .compiled_cache import weight_files
 from .engine import Capabilities
 from .kv_loop import KVLoopEngine, KVTurnLoop
 
@@ -112,12 +112,11 @@ class OptimumEngine(KVLoopEngine):
         self.model, self.processor = load_optimum_model(self.model_dir, self.device,
                                                         self.options.openvino_properties(self.model_dir))
         openvino_model = OpenVINOModel(self.model, self.stop_requested)
-        # optimum keeps each IR's graph, which maps the .bin files; compiling with the cache hashed every weight
-        # through that mapping. Paging those pages out keeps the weights from sitting in memory twice beside the
-        # compiled blob (2.4 GB for the full INT4 model); what is still needed is read back on use.
-        page_out_mapped_files(self.model_dir.resolve().glob("*.bin"))
         self.loop = KVTurnLoop(openvino_model, self.processor, folder_stop_token_ids(self.model_dir),
                                self.config, self.options.prefix_cache_mb << 20)
+
+    def mapped_weights(self):
+        return weight_files(self.model_dir)
 
     def warm_up_vision(self):
         from PIL import Image

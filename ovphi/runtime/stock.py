@@ -102,3 +102,5 @@ class StockGenaiEngine(GenaiEngine):
     def pipeline_properties(self):
         return {}
 
+    def mapped_weights(self):
+        return []  # VLMPipeline's own memory use, as a stock run has it
