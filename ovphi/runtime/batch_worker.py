@@ -64,9 +64,9 @@ def run(connection, model_dir, device, properties, scheduler):
         config.apply_chat_template = False  # the prompt is templated already (else the template goes round it again)
         adding = time.perf_counter()
         handle = pipe.add_request(request_id, prompt, tensors, config)  # the pictures are encoded here
-        entry = Running(handle, None, submitted, time.perf_counter() - adding)
-        entry.decoder = openvino_genai.TextStreamer(tokenizer, lambda text: entry.text.append(text) or False)
-        running[request_id] = entry
+        text = []  # the decoder's callback holds this list, not the entry: no cycle through the native streamer
+        decoder = openvino_genai.TextStreamer(tokenizer, lambda piece: text.append(piece) or False)
+        running[request_id] = Running(handle, decoder, submitted, time.perf_counter() - adding, text)
 
     def send_new(request_id, entry):
         """Send what the request generated since the last step, as one chunk."""

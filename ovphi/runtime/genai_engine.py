@@ -42,6 +42,11 @@ class RecordingStreamer(openvino_genai.StreamerBase):
     def end(self):
         self.text.end()
 
+    def release(self):
+        """Break the cycle through the native TextStreamer (it holds on_text, so this streamer, its emit and the
+        request behind it), which Python's garbage collector cannot see."""
+        self.text = self.emit = None
+
 
 def image_tensor(image):
     """PIL image -> the uint8 (1, H, W, 3) tensor VLMPipeline takes."""
@@ -172,8 +177,11 @@ class GenaiEngine(Engine):
         started = time.perf_counter()
         streamer = RecordingStreamer(self.tokenizer, emit, started, self.stop_requested)
         config = genai_generation(self.pipe.get_generation_config(), generation, self.stop_ids)
-        result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
-                                    generation_config=config, streamer=streamer)
+        try:
+            result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
+                                        generation_config=config, streamer=streamer)
+        finally:
+            streamer.release()
         total = time.perf_counter() - started
         ids = streamer.token_ids
         kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
