@@ -10,7 +10,6 @@ import json
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from ..errors import OvphiError
 
@@ -67,7 +66,10 @@ class Constraint:
             raise OvphiError(f"the grammar cannot be used: {self.matcher.get_error()}")
 
     def mask(self, logits):
-        """Set, in place, the (1, vocabulary) logits of tokens the schema does not allow next to -inf."""
+        """Set, in place, the (1, vocabulary) logits (a torch tensor) of tokens the schema does not allow next to
+        -inf."""
+        import torch  # here: the engines without torch import this module to check grammars
+
         bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
         allowed = torch.from_numpy(np.unpackbits(bits, bitorder="little")[:logits.shape[-1]].astype(bool))
         logits[..., ~allowed] = float("-inf")
