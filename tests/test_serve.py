@@ -13,7 +13,7 @@ import requests
 from exact import EXACT, EXACT_FLAGS
 from served import FAKE, Served, data_url
 
-from ovphi.runtime import ChatSession, load
+from ovphi.runtime import ChatSession, Conversation, GenerationConfig, ImagePart, load
 
 def user(text, *images):
     return {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}} for url in images]
@@ -75,6 +75,29 @@ def test_interleaved_clients_are_answered_as_each_alone_would_be(real, fp32_ir, 
     metrics = requests.get(f"{real.base}/metrics", timeout=10).text  # the optimum engine's prefix cache, counted
     counts = re.findall(r'^ovphi_prefix_cache_total\{result="(hit|miss)"\} \d+$', metrics, re.MULTILINE)
     assert counts == ["hit", "miss"]
+
+
+def test_a_genai_server_answers_interleaved_conversations_with_pictures(fp32_ir, red_image, blue_image):
+    """A1, B1, A2 through the openai client to `serve --backend genai` (it answered A2 with 400 before): A2 equals
+    what a fresh genai engine answers A's history."""
+    server = Served(fp32_ir, "--backend", "genai", *EXACT_FLAGS, "--no-cache")
+    try:
+        client, blue = server.client(), blue_image.resize(red_image.size)
+        options = dict(model=client.models.list().data[0].id, max_tokens=12, temperature=0)
+        first = {name: [user("Describe the image.", data_url(image))]
+                 for name, image in (("a", red_image), ("b", blue))}
+        said = {name: client.chat.completions.create(messages=history, **options).choices[0].message.content
+                for name, history in first.items()}
+        later = first["a"] + [{"role": "assistant", "content": said["a"]}, user("And the colours?")]
+        answer = client.chat.completions.create(messages=later, **options).choices[0].message.content
+    finally:
+        server.stop()
+    alone = Conversation()
+    alone.add("user", ImagePart(red_image), "Describe the image.")
+    alone.add("assistant", said["a"])
+    alone.add("user", "And the colours?")
+    fresh = load(fp32_ir, "genai", **EXACT).complete(alone, GenerationConfig(max_new_tokens=12))
+    assert answer.strip() == fresh.answer.strip()
 
 
 def test_a_request_maps_to_a_generation_config():

@@ -11,6 +11,7 @@ from ..errors import OvphiError, PromptTooLong
 from ..model.constants_phi3_v import crop_grid, num_image_tokens
 from ..model.tokens import folder_stop_token_ids
 from .compiled_cache import weight_files
+from .config import GenerationConfig
 from .engine import IR_FILES, TOKENIZER_IRS, Capabilities, Chunk, Engine, Status, answer_end, turn_result
 from .memory import check_free_memory, kv_cache_bytes
 from .prompt import tagged_messages
@@ -41,11 +42,6 @@ class RecordingStreamer(openvino_genai.StreamerBase):
 
     def end(self):
         self.text.end()
-
-    def release(self):
-        """Break the cycle through the native TextStreamer (it holds on_text, so this streamer, its emit and the
-        request behind it), which Python's garbage collector cannot see."""
-        self.text = self.emit = None
 
 
 def image_tensor(image):
@@ -148,49 +144,62 @@ class GenaiEngine(Engine):
     def reset(self):
         self.history, self.sent, self.sent_images, self.cached_tokens = None, [], [], 0
 
-    def extend_history(self, conversation):
-        """Append to the ChatHistory what it lacks (returns the new images); a new one when the
-        conversation changed: its messages, or its images by content (a server's next client may send the
-        same words about another picture)."""
+    def history_sends(self, conversation):
+        """The generate calls that bring the ChatHistory up to the conversation, as (messages to append, their
+        pictures) pairs, the turn's own call last. genai takes pictures only with the last user message, so an
+        earlier message with pictures it has not seen is a call of its own, replayed for one token (prefix caching
+        keeps its KV blocks for the next call). A new ChatHistory when the conversation changed: its messages, or
+        its images by content (a server's next client may send the same words about another picture)."""
         rendered = tagged_messages(conversation.messages)
-        images = [part.image for part in conversation.images]
         digests = [part.digest for part in conversation.images]
         if self.history is None or rendered[:len(self.sent)] != self.sent or \
                 digests[:len(self.sent_images)] != self.sent_images:
-            if any(message.images for message in conversation.messages[:-1]):
-                raise OvphiError("the genai engine cannot replay a conversation whose earlier turns have images;"
-                                 " use --backend optimum")
             self.reset()
             self.history = openvino_genai.ChatHistory()
-        for message in rendered[len(self.sent):]:
+        sends, messages = [], []
+        for message, text in zip(conversation.messages[len(self.sent):], rendered[len(self.sent):]):
+            messages.append(text)
+            if message.images:
+                sends.append((messages, [part.image for part in message.images]))
+                messages = []
+        if messages or not sends:  # the turn's own call, unless its last message brought pictures
+            sends.append((messages, []))
+        self.sent, self.sent_images = rendered, digests
+        return sends
+
+    def send(self, messages, pictures, config, streamer=None):
+        """Append the messages to the ChatHistory and generate after them; genai's result."""
+        for message in messages:
             self.history.append(message)
-        self.sent, new_images, self.sent_images = rendered, images[len(self.sent_images):], digests
-        return new_images
+        return self.pipe.generate(self.history, images=[image_tensor(picture) for picture in pictures],
+                                  generation_config=config, streamer=streamer)
 
     def generate(self, conversation, generation, emit):
         count = check_genai_turn(self, conversation, generation)
         # paged attention allocates the new positions' KV blocks as it reads them (tiled attention, last logits only)
         new_tokens = max(count - self.cached_tokens, 0)
         check_free_memory(kv_cache_bytes(self.config, new_tokens, self.kv_element_bytes), new_tokens)
-        new_images = self.extend_history(conversation)
-        emit(prompt_status(len(new_images)))
+        *replays, (messages, pictures) = self.history_sends(conversation)
+        emit(prompt_status(len(pictures) + sum(len(shown) for _, shown in replays)))
         started = time.perf_counter()
+        one_token = genai_generation(self.pipe.get_generation_config(), GenerationConfig(max_new_tokens=1),
+                                     self.stop_ids)
+        replay_vision_s = sum(self.send(*replay, one_token).perf_metrics.get_vision_encoding_duration().mean / 1000
+                              for replay in replays)
+        replay_s = time.perf_counter() - started
         streamer = RecordingStreamer(self.tokenizer, emit, started, self.stop_requested)
         config = genai_generation(self.pipe.get_generation_config(), generation, self.stop_ids)
-        try:
-            result = self.pipe.generate(self.history, images=[image_tensor(i) for i in new_images],
-                                        generation_config=config, streamer=streamer)
-        finally:
-            streamer.release()
+        result = self.send(messages, pictures, config, streamer)
         total = time.perf_counter() - started
         ids = streamer.token_ids
         kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
         return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled,
-                           self.timings(result.perf_metrics, total))
+                           self.timings(result.perf_metrics, total, replay_s, replay_vision_s))
 
-    def timings(self, metrics, total_s):
-        """TurnTimings from genai's perf metrics and the turn's wall time (total_s, on the clock of its Chunks'
-        time_s: genai's own generate duration leaves out its set-up); processed tokens = prompt minus what the last
+    def timings(self, metrics, total_s, replay_s, replay_vision_s):
+        """TurnTimings from genai's perf metrics of the turn's own call, the turn's wall time (total_s, on the clock
+        of its Chunks' time_s: genai's own generate duration leaves out its set-up) and the seconds (all, and
+        encoding pictures) of the earlier turns replayed before it; processed tokens = prompt minus what the last
         turn cached (None when that cannot be told)."""
         prompt = metrics.get_num_input_tokens()
         answer = metrics.get_num_generated_tokens()
@@ -202,7 +211,7 @@ class GenaiEngine(Engine):
             processed = None
         self.cached_tokens = prompt + answer
         tpot = metrics.get_tpot().mean / 1000 if answer > 1 else None
-        return TurnTimings(load_s=self.load_seconds, vision_s=metrics.get_vision_encoding_duration().mean / 1000,
-                           ttft_s=metrics.get_ttft().mean / 1000, tpot_s=tpot,
-                           total_s=total_s, prompt_tokens=prompt,
-                           processed_tokens=processed, answer_tokens=answer)
+        return TurnTimings(load_s=self.load_seconds,
+                           vision_s=replay_vision_s + metrics.get_vision_encoding_duration().mean / 1000,
+                           ttft_s=replay_s + metrics.get_ttft().mean / 1000, tpot_s=tpot, total_s=total_s,
+                           prompt_tokens=prompt, processed_tokens=processed, answer_tokens=answer)
