@@ -66,13 +66,10 @@ class Constraint:
             raise OvphiError(f"the grammar cannot be used: {self.matcher.get_error()}")
 
     def mask(self, logits):
-        """Set, in place, the (1, vocabulary) logits (a torch tensor) of tokens the schema does not allow next to
-        -inf."""
-        import torch  # here: the engines without torch import this module to check grammars
-
+        """Set, in place, the (1, vocabulary) logits of tokens the schema does not allow next to -inf."""
         bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
-        allowed = torch.from_numpy(np.unpackbits(bits, bitorder="little")[:logits.shape[-1]].astype(bool))
-        logits[..., ~allowed] = float("-inf")
+        allowed = np.unpackbits(bits, bitorder="little")[:logits.shape[-1]].astype(bool)
+        logits[..., ~allowed] = float("-inf")  # a torch tensor takes a numpy mask as it is
 
     def advance(self, token):
         """Take the sampled token; an OvphiError if the schema did not allow it (a bug, never the user's). After

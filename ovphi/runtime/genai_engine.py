@@ -63,6 +63,11 @@ def genai_generation(config, generation, stop_ids):
     return config
 
 
+def vision_seconds(metrics):
+    """The seconds one genai generate call spent encoding pictures (its VLMPerfMetrics)."""
+    return metrics.get_vision_encoding_duration().mean / 1000
+
+
 def folder_num_crops(model_dir):
     """The HD crops a picture gets in genai: the folder's preprocessor_config.json num_crops."""
     return json.loads((model_dir / "preprocessor_config.json").read_text()).get("num_crops")
@@ -174,6 +179,14 @@ class GenaiEngine(Engine):
         return self.pipe.generate(self.history, images=[image_tensor(picture) for picture in pictures],
                                   generation_config=config, streamer=streamer)
 
+    def replay(self, sends):
+        """Send each earlier message with pictures for one token, which is dropped; the seconds spent encoding."""
+        if not sends:
+            return 0.0
+        one_token = genai_generation(self.pipe.get_generation_config(), GenerationConfig(max_new_tokens=1),
+                                     self.stop_ids)
+        return sum(vision_seconds(self.send(*send, one_token).perf_metrics) for send in sends)
+
     def generate(self, conversation, generation, emit):
         count = check_genai_turn(self, conversation, generation)
         # paged attention allocates the new positions' KV blocks as it reads them (tiled attention, last logits only)
@@ -182,10 +195,7 @@ class GenaiEngine(Engine):
         *replays, (messages, pictures) = self.history_sends(conversation)
         emit(prompt_status(len(pictures) + sum(len(shown) for _, shown in replays)))
         started = time.perf_counter()
-        one_token = genai_generation(self.pipe.get_generation_config(), GenerationConfig(max_new_tokens=1),
-                                     self.stop_ids)
-        replay_vision_s = sum(self.send(*replay, one_token).perf_metrics.get_vision_encoding_duration().mean / 1000
-                              for replay in replays)
+        replay_vision_s = self.replay(replays)
         replay_s = time.perf_counter() - started
         streamer = RecordingStreamer(self.tokenizer, emit, started, self.stop_requested)
         config = genai_generation(self.pipe.get_generation_config(), generation, self.stop_ids)
@@ -212,6 +222,6 @@ class GenaiEngine(Engine):
         self.cached_tokens = prompt + answer
         tpot = metrics.get_tpot().mean / 1000 if answer > 1 else None
         return TurnTimings(load_s=self.load_seconds,
-                           vision_s=replay_vision_s + metrics.get_vision_encoding_duration().mean / 1000,
+                           vision_s=replay_vision_s + vision_seconds(metrics),
                            ttft_s=replay_s + metrics.get_ttft().mean / 1000, tpot_s=tpot, total_s=total_s,
                            prompt_tokens=prompt, processed_tokens=processed, answer_tokens=answer)
