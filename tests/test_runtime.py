@@ -1,7 +1,12 @@
 """The runtime library: engines agree, follow-up turns reuse the KV cache, answers stream as typed events."""
 import copy
+import gc
 import json
+import os
 import shutil
+import signal
+import time
+import weakref
 
 import pytest
 from exact import EXACT
@@ -9,7 +14,8 @@ from transformers import AutoTokenizer
 
 from ovphi.errors import OvphiError
 from ovphi.resources import mapped_file_bytes
-from ovphi.runtime import ChatSession, Chunk, Conversation, GenerationConfig, Status, TurnResult, genai_engine, load
+from ovphi.runtime import (ChatSession, Chunk, Conversation, GenerationConfig, ImagePart, Status, TurnResult,
+                           genai_engine, load)
 
 GREEDY = dict(max_new_tokens=12)
 
@@ -211,6 +217,57 @@ def test_the_weights_read_through_their_mappings_do_not_stay_resident_after_a_tu
     files = {str(path) for path in engine.mapped_weights()}
     mapped = {path: size for path, size in mapped_file_bytes().items() if path in files}
     assert mapped and sum(mapped.values()) == 0, mapped
+
+
+def answered_and_dropped(model_dir, backend, image):
+    """Weak references to an engine and its answered request, both dropped."""
+    engine = load(model_dir, backend)
+    user = Conversation()
+    user.add("user", ImagePart(image), "Describe the image.")
+    handle = engine.submit(user, GenerationConfig(max_new_tokens=4))
+    handle.result()
+    return weakref.ref(engine), weakref.ref(handle)
+
+
+@pytest.mark.parametrize("backend", ["optimum", "genai", "genai-stock"])
+def test_an_engine_and_its_requests_are_freed_once_dropped(int4_ir, red_image, backend):
+    """A server's finished requests (each with its events) and a dropped engine are not kept alive by a cycle
+    through a native object (genai's TextStreamer held its callback); genai's pipeline is kept on purpose
+    (genai_engine.LOADED_PIPELINES)."""
+    engine, handle = answered_and_dropped(int4_ir, backend, red_image)
+    gc.collect()
+    assert engine() is None and handle() is None
+
+
+def test_a_dropped_genai_engine_is_freed_at_once(int4_ir, red_image):
+    """Freed when dropped (no cycle with its scheduler), not by a later garbage collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        engine, handle = answered_and_dropped(int4_ir, "genai", red_image)
+        assert engine() is None and handle() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@pytest.mark.parametrize("backend", ["optimum", "genai"])
+def test_a_forked_child_that_collects_garbage_after_an_engine_was_dropped_exits(int4_ir, red_image, backend):
+    """As ptyprocess's child runs Python before exec: an optimum engine left in a reference cycle and collected in
+    the child hung it."""
+    answered_and_dropped(int4_ir, backend, red_image)
+    child = os.fork()
+    if child == 0:
+        gc.collect()
+        os._exit(7)
+    deadline = time.monotonic() + 60
+    while (ended := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if ended == (0, 0):
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert ended != (0, 0), "the child hung"
+    assert os.WIFEXITED(ended[1]) and os.WEXITSTATUS(ended[1]) == 7, f"the child ended with status {ended[1]}"
 
 
 def test_optimum_generate_answers_like_a_whole_prefill_of_the_text_history(fp32_ir, red_image):

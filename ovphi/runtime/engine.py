@@ -11,6 +11,8 @@ maps names to engine classes.
 A new engine is one file: subclass Engine, set name / capabilities (/ required_files), implement
 `load_model`, `reset` and `generate`; then add one line to registry.ENGINES.
 """
+import gc
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -33,6 +35,12 @@ IR_FILES = ["openvino_language_model.xml", "openvino_text_embeddings_model.xml",
 TOKENIZER_IRS = ["openvino_tokenizer.xml", "openvino_detokenizer.xml"]
 FINISH_REASONS = ("stop", "length", "cancelled")
 DEFAULT_GENERATION = GenerationConfig()
+
+# Garbage collected in a forked child frees there what this process left in reference cycles (an optimum engine
+# stays in one after torch.fx's first import, which keeps the frames above it): an OpenVINO model freed in a
+# child hangs it. Collected here first, before each os.fork (ptyprocess, multiprocessing's fork); subprocess's
+# fork-and-exec runs no Python in the child.
+os.register_at_fork(before=gc.collect)
 
 
 @dataclass(frozen=True)

@@ -18,25 +18,43 @@ from .prompt import tagged_messages
 from .timings import TurnTimings
 
 
-class RecordingStreamer(openvino_genai.StreamerBase):
-    """genai's TextStreamer (incremental detokenization) that emits Chunks with their token ids."""
+# Every VLMPipeline this process loads, kept until it exits: once one has been freed, a child this process forks
+# can die with SIGSEGV before it execs (ptyprocess's, as it sets the terminal size; genai 2026.4.1). A dropped
+# engine and its turns are freed; its pipeline is not.
+LOADED_PIPELINES = []
 
-    def __init__(self, tokenizer, emit, started, stop_requested):
-        super().__init__()
+
+class TextPieces:
+    """genai's TextStreamer's callback: each piece of text, emitted as a Chunk with the token ids it came from.
+    Apart from RecordingStreamer, which holds the native TextStreamer: a callback that led back to its holder
+    would make a cycle through a native object that Python's garbage collector cannot see (each turn's handle, its
+    events and the engine were never freed)."""
+
+    def __init__(self, emit, started, stop_requested):
         self.emit, self.started, self.stop_requested = emit, started, stop_requested
-        self.token_ids, self.pending = [], []
-        self.text = openvino_genai.TextStreamer(tokenizer, self.on_text)
+        self.pending = []  # token ids written since the last piece
 
-    def on_text(self, text):
+    def __call__(self, text):
         self.emit(Chunk(text, self.pending, time.perf_counter() - self.started))
         self.pending = []
         return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else \
             openvino_genai.StreamingStatus.RUNNING
 
+
+class RecordingStreamer(openvino_genai.StreamerBase):
+    """genai's TextStreamer (incremental detokenization) that emits Chunks with their token ids."""
+
+    def __init__(self, tokenizer, emit, started, stop_requested):
+        super().__init__()
+        self.stop_requested = stop_requested
+        self.token_ids = []
+        self.pieces = TextPieces(emit, started, stop_requested)
+        self.text = openvino_genai.TextStreamer(tokenizer, self.pieces)
+
     def write(self, token):
         tokens = list(token) if isinstance(token, (list, tuple)) else [token]
         self.token_ids += tokens
-        self.pending = self.pending + tokens
+        self.pieces.pending = self.pieces.pending + tokens
         status = self.text.write(token)
         return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else status
 
@@ -137,6 +155,7 @@ class GenaiEngine(Engine):
 
     def load_model(self):
         self.pipe = openvino_genai.VLMPipeline(str(self.model_dir), self.device, **self.pipeline_properties())
+        LOADED_PIPELINES.append(self.pipe)
         self.num_crops = folder_num_crops(self.model_dir)
         self.tokenizer = self.pipe.get_tokenizer()
         self.stop_ids = set(folder_stop_token_ids(self.model_dir)) or set(

@@ -4,6 +4,7 @@ its own events, cancel() and result(). Every turn of ask, chat, serve and bench 
 import asyncio
 import queue
 import threading
+import weakref
 from collections import deque
 
 from ..errors import OvphiError
@@ -93,12 +94,19 @@ class Scheduler:
     (started by a submit when none runs, ended when the queue is empty)."""
 
     def __init__(self, engine):
-        self.engine = engine
+        # held weakly: the engine owns its scheduler, so a dropped engine is freed at once, in its owner's process
+        # (in a reference cycle it waits for the garbage collector, which may run it in a forked child: genai's
+        # pipeline, freed there, ends the child with SIGSEGV)
+        self.engine_ref = weakref.ref(engine)
         self.waiting = deque()
         self.running = None
         self.working = False  # whether the generation thread runs (it ends when nothing waits: an unused engine is freed)
         self.lock = threading.Lock()
         self.answers = GeneratedAnswers()
+
+    @property
+    def engine(self):
+        return self.engine_ref()
 
     def submit(self, conversation, generation, max_waiting=None):
         """Queue a turn (checked first: Unsupported for what the engine cannot do; Busy if `max_waiting` turns
@@ -113,7 +121,7 @@ class Scheduler:
             self.waiting.append(handle)
             if not self.working:
                 self.working = True
-                threading.Thread(target=self.run, name="ovphi-generation", daemon=True).start()
+                threading.Thread(target=self.run, args=(self.engine,), name="ovphi-generation", daemon=True).start()
         return handle
 
     def gauges(self):
@@ -129,7 +137,8 @@ class Scheduler:
                 self.waiting.remove(handle)
                 handle.end(cancelled_before_a_token(self.engine))
 
-    def run(self):
+    def run(self, engine):
+        """Run the queued turns; `engine` is held until the queue is empty."""
         while True:
             with self.lock:
                 if not self.waiting:
@@ -137,14 +146,14 @@ class Scheduler:
                     return
                 handle = self.waiting.popleft()
                 self.running = handle
-                self.engine.stop_requested.clear()
+                engine.stop_requested.clear()
             try:
-                outcome = self.engine.turn(handle.conversation, handle.generation, handle.put)
+                outcome = engine.turn(handle.conversation, handle.generation, handle.put)
                 self.answers.remember(handle.conversation, outcome)
             except BaseException as error:  # raised to the handle's reader
-                self.engine.reset()
+                engine.reset()
                 outcome = error
             with self.lock:
                 self.running = None
-                self.engine.stop_requested.clear()  # for what runs outside a turn (warm_up_vision, score)
+                engine.stop_requested.clear()  # for what runs outside a turn (warm_up_vision, score)
             handle.end(outcome)
