@@ -32,31 +32,33 @@ class TextPieces:
 
     def __init__(self, emit, started, stop_requested):
         self.emit, self.started, self.stop_requested = emit, started, stop_requested
-        self.pending = []  # token ids written since the last piece
+        self.token_ids, self.pending = [], []  # every token id written; those since the last piece
+
+    def take(self, tokens):
+        self.token_ids += tokens
+        self.pending = self.pending + tokens
+
+    def status(self, otherwise=openvino_genai.StreamingStatus.RUNNING):
+        """STOP once a stop was requested, else `otherwise`."""
+        return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else otherwise
 
     def __call__(self, text):
         self.emit(Chunk(text, self.pending, time.perf_counter() - self.started))
         self.pending = []
-        return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else \
-            openvino_genai.StreamingStatus.RUNNING
+        return self.status()
 
 
 class RecordingStreamer(openvino_genai.StreamerBase):
-    """genai's TextStreamer (incremental detokenization) that emits Chunks with their token ids."""
+    """genai's TextStreamer (incremental detokenization) feeding TextPieces with each token id."""
 
-    def __init__(self, tokenizer, emit, started, stop_requested):
+    def __init__(self, tokenizer, pieces):
         super().__init__()
-        self.stop_requested = stop_requested
-        self.token_ids = []
-        self.pieces = TextPieces(emit, started, stop_requested)
-        self.text = openvino_genai.TextStreamer(tokenizer, self.pieces)
+        self.pieces = pieces
+        self.text = openvino_genai.TextStreamer(tokenizer, pieces)
 
     def write(self, token):
-        tokens = list(token) if isinstance(token, (list, tuple)) else [token]
-        self.token_ids += tokens
-        self.pieces.pending = self.pieces.pending + tokens
-        status = self.text.write(token)
-        return openvino_genai.StreamingStatus.STOP if self.stop_requested.is_set() else status
+        self.pieces.take(list(token) if isinstance(token, (list, tuple)) else [token])
+        return self.pieces.status(self.text.write(token))
 
     def end(self):
         self.text.end()
@@ -211,16 +213,17 @@ class GenaiEngine(Engine):
         # paged attention allocates the new positions' KV blocks as it reads them (tiled attention, last logits only)
         new_tokens = max(count - self.cached_tokens, 0)
         check_free_memory(kv_cache_bytes(self.config, new_tokens, self.kv_element_bytes), new_tokens)
-        *replays, (messages, pictures) = self.history_sends(conversation)
-        emit(prompt_status(len(pictures) + sum(len(shown) for _, shown in replays)))
+        sends = self.history_sends(conversation)
+        emit(prompt_status(sum(len(pictures) for _, pictures in sends)))
+        *replays, (messages, pictures) = sends
         started = time.perf_counter()
         replay_vision_s = self.replay(replays)
         replay_s = time.perf_counter() - started
-        streamer = RecordingStreamer(self.tokenizer, emit, started, self.stop_requested)
+        pieces = TextPieces(emit, started, self.stop_requested)
         config = genai_generation(self.pipe.get_generation_config(), generation, self.stop_ids)
-        result = self.send(messages, pictures, config, streamer)
+        result = self.send(messages, pictures, config, RecordingStreamer(self.tokenizer, pieces))
         total = time.perf_counter() - started
-        ids = streamer.token_ids
+        ids = pieces.token_ids
         kept, stopped_by_token, cancelled = answer_end(ids, self.stop_ids, generation, self.stop_requested)
         return turn_result(result.texts[0].strip(), kept, stopped_by_token, cancelled,
                            self.timings(result.perf_metrics, total, replay_s, replay_vision_s))

@@ -94,9 +94,8 @@ class Scheduler:
     (started by a submit when none runs, ended when the queue is empty)."""
 
     def __init__(self, engine):
-        # held weakly: the engine owns its scheduler, so a dropped engine is freed at once, in its owner's process
-        # (in a reference cycle it waits for the garbage collector, which may run it in a forked child: genai's
-        # pipeline, freed there, ends the child with SIGSEGV)
+        # held weakly: the engine owns its scheduler, so a dropped engine is freed at once, not by a later garbage
+        # collection (which could run in a forked child: engine.py)
         self.engine_ref = weakref.ref(engine)
         self.waiting = deque()
         self.running = None
