@@ -51,6 +51,14 @@ def ratio(after, before, key):
     return f"{after[key]['median'] / before[key]['median']:.2f}"
 
 
+def turn_cell(turn):
+    """A turn's median TTFT, with the tokens it computed where the engine says."""
+    if not turn:
+        return "–"
+    computed = f" ({turn['processed_tokens']['median']:.0f})" if turn["processed_tokens"] else ""
+    return f"{turn['ttft_s']['median']:.3f}{computed}"
+
+
 def markdown(revisions, reports):
     """The comparison as Markdown: reports[backend][revision] are `ovphi bench` reports."""
     before, after = revisions
@@ -75,10 +83,7 @@ def markdown(revisions, reports):
         for scenario, stats in new.items():
             for number, turn in enumerate((stats or {}).get("turns", []), 1):
                 was = ((old.get(scenario) or {}).get("turns") or [None] * number)[number - 1]
-                show = lambda t: "–" if not t else (  # noqa: E731
-                    f"{t['ttft_s']['median']:.3f} ({t['processed_tokens']['median']:.0f})" if t["processed_tokens"]
-                    else f"{t['ttft_s']['median']:.3f}")
-                lines.append(f"| {backend} | {scenario} | {number} | {show(was)} | {show(turn)} | "
+                lines.append(f"| {backend} | {scenario} | {number} | {turn_cell(was)} | {turn_cell(turn)} | "
                              f"{ratio(turn, was, 'ttft_s')} |")
     lines += ["", "| backend | revision | load cold s | load cached s | start to loaded s | peak RSS GB |",
               "|---|---|---|---|---|---|"]
@@ -110,7 +115,7 @@ def main():
         revisions = list(trees)
         try:
             for index, backend in enumerate(args.backend):
-                reports[backend] = {}
+                reports[backend] = dict.fromkeys(revisions)  # before, after, whichever runs first
                 for revision in revisions if index % 2 == 0 else revisions[::-1]:
                     reports[backend][revision] = bench(trees[revision], model, backend, bench_arguments,
                                                        Path(scratch) / f"{revision}-{backend}")
@@ -118,7 +123,6 @@ def main():
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force", str(tree)],
                                check=False, capture_output=True)
-    reports = {backend: {revision: by[revision] for revision in revisions} for backend, by in reports.items()}
     write_report(out, reports, markdown(revisions, reports))
     print(out / "report.md")
 
