@@ -1,5 +1,7 @@
 """`response_format`, tool calls, logprobs and `--json-schema` through a real server, the `openai` client and the
-real CLI on the tiny INT4 IR: its weights are random, so only the constraint can make an answer valid."""
+real CLI on the tiny INT4 IR: its weights are random, so only the constraint can make an answer valid. The
+constraint tests run for each engine that constrains (optimum with llguidance; genai and genai-batch with
+openvino.genai's xgrammar)."""
 import json
 import subprocess
 import sys
@@ -21,9 +23,9 @@ class Paint(BaseModel):
     coats: int = Field(ge=1, le=3)
 
 
-@pytest.fixture(scope="module")
-def server(int4_ir):
-    served = Served(int4_ir, "--no-cache")
+@pytest.fixture(scope="module", params=["optimum", "genai", "genai-batch"])
+def server(request, int4_ir):
+    served = Served(int4_ir, "--no-cache", "--backend", request.param)
     served.model = int4_ir.name  # the folder name is the model's
     yield served
     served.stop()
@@ -134,6 +136,7 @@ def test_tools_that_cannot_be_honoured_get_a_400_naming_the_field(server, change
     assert reply.status_code == 400 and reply.json()["error"]["param"] == param, reply.text
 
 
+@pytest.mark.parametrize("server", ["optimum"], indirect=True)  # ovphi's own sampler
 def test_logit_bias_reaches_the_decode_step_and_must_name_a_token(server, int4_ir):
     from transformers import AutoTokenizer
 
@@ -145,6 +148,7 @@ def test_logit_bias_reaches_the_decode_step_and_must_name_a_token(server, int4_i
     assert reply.status_code == 400 and "logit_bias names token 99999" in reply.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("server", ["optimum"], indirect=True)  # ovphi's own sampler
 def test_logprobs_come_with_each_answer_token_streamed_or_not_and_end_where_a_stop_string_cuts(server):
     client = server.client()
     asked = {"model": server.model, "messages": ASK, "max_tokens": 12, "temperature": 0, "logprobs": True,
@@ -169,12 +173,12 @@ def test_logprobs_come_with_each_answer_token_streamed_or_not_and_end_where_a_st
     assert [token.token for token in kept] == [token.token for token in tokens[:len(kept)]] and len(kept) < 12
 
 
-def ask_paint(int4_ir, red_image, tmp_path, *args):
-    """`ovphi ask` about a red picture with --json-schema PAINT."""
-    (tmp_path / "paint.json").write_text(json.dumps(PAINT))
+def ask_paint(int4_ir, red_image, tmp_path, *args, schema=PAINT):
+    """`ovphi ask` about a red picture with --json-schema `schema`."""
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
     red_image.save(tmp_path / "red.png")
     return subprocess.run([sys.executable, "-m", "ovphi", "ask", str(int4_ir), "--image", str(tmp_path / "red.png"),
-                           "--no-cache", "--json-schema", str(tmp_path / "paint.json"), *args],
+                           "--no-cache", "--json-schema", str(tmp_path / "schema.json"), *args],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -184,10 +188,20 @@ def test_ask_prints_json_valid_against_the_schema_file(int4_ir, red_image, tmp_p
     jsonschema.validate(json.loads(done.stdout), PAINT)
 
 
-def test_an_engine_that_cannot_constrain_refuses_a_schema_with_one_line(int4_ir, red_image, tmp_path):
-    done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai")
+@pytest.mark.parametrize("backend", ["genai", "genai-batch"])
+def test_ask_with_a_genai_engine_prints_json_valid_against_the_schema_file(int4_ir, red_image, tmp_path, backend):
+    done = ask_paint(int4_ir, red_image, tmp_path, "--backend", backend, "--temperature", "1", "--seed", "4")
+    assert done.returncode == 0, done.stderr
+    jsonschema.validate(json.loads(done.stdout), PAINT)
+
+
+def test_what_an_engine_cannot_constrain_is_refused_with_one_line(int4_ir, red_image, tmp_path):
+    done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai-stock")
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
-    assert "genai engine cannot constrain an answer" in done.stderr
+    assert "genai-stock engine cannot constrain an answer" in done.stderr
+    done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai", schema={"type": "string", "pattern": "^a+$"})
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert "the schema keyword 'pattern' has no EBNF in ovphi" in done.stderr
 
 
 def test_ask_lists_each_answer_tokens_logprob_in_its_json(int4_ir, red_image, tmp_path):

@@ -22,7 +22,7 @@ class Scenario:
     natural_length: bool = False  # answers end at a stop token (max_new_tokens caps them): real re-tokenization
     repeat: bool = False  # measured: a new conversation (after a reset) about the same image and question
     fresh_process: bool = False  # measured: a new `ovphi ask` process, from its start to the first token
-    json_schema: str | None = None  # answers constrained to this schema (engines with capabilities.sampler)
+    json_schema: str | None = None  # answers constrained to this schema (engines that constrain)
     memory_limit_bytes: int | None = None  # fresh_process: the process runs in a memory cgroup of this size
 
 
@@ -46,7 +46,7 @@ def runs_on(scenario, engine):
     capabilities = engine.capabilities
     return ((scenario.num_crops is None or capabilities.num_crops_per_call)
             and (scenario.eager or not capabilities.eager)
-            and (scenario.json_schema is None or capabilities.sampler))
+            and (scenario.json_schema is None or capabilities.sampler or capabilities.ebnf_grammar))
 
 
 def crops_of(images, num_crops):

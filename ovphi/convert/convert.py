@@ -24,6 +24,7 @@ from ..model import copy_model_code, register_auto_classes
 from ..model.constants_phi3_v import AUTO_MAP
 from ..model.tokens import stop_token_ids
 from ..resources import paging_out, peak_rss_bytes, release_memory
+from .detokenizer import TOKEN_BYTES, write_token_bytes
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
 from .stats import ir_stats
@@ -305,6 +306,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             restored = 0
             if recipe.weight_format != "fp32" and not trust_remote_code:
                 restored = restore_rope_tables(ir_dir, config)
+            write_token_bytes(ir_dir)
             step(total, total, "measuring the IR and writing the manifest", started, interrupted)
             manifest = {
                 "source": {"model": model, "path": str(source), "revision": revision,
@@ -317,6 +319,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 "vision": vision,
                 "stop_token_ids": stop_ids,
                 "rope_tables_restored_to_f32": restored,
+                "detokenizer": TOKEN_BYTES,
                 "parts": ir_stats(ir_dir),
                 "versions": package_versions(),
                 "wall_seconds": round(time.perf_counter() - started, 1),

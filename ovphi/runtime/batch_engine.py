@@ -35,7 +35,8 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds
 
 class BatchEngine(Engine):
     name = "genai-batch"
-    capabilities = Capabilities(compiled_cache=True, stops_at_once=True)  # a lone request by a new worker
+    # stops_at_once: a lone request is ended by a new worker
+    capabilities = Capabilities(compiled_cache=True, stops_at_once=True, ebnf_grammar=True)
     required_files = IR_FILES + TOKENIZER_IRS
 
     def load_model(self):

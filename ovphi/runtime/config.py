@@ -21,9 +21,10 @@ MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI's top_logprobs
 class GenerationConfig:
     """One turn's settings. temperature 0 (or below 1e-5) is greedy decoding; above it samples with top_p / top_k.
     num_crops: HD crops per image (None: the model folder's, 4 for Phi-3.5-vision). ignore_eos makes
-    answers of exactly max_new_tokens (benchmarks). grammar: an llguidance Lark grammar the answer is
-    constrained to while it is generated (constraint.schema_grammar makes one of a JSON schema), in engines
-    with capabilities.sampler, as are logit_bias ({token id: -100 to 100 added to its logit}) and OpenAI's
+    answers of exactly max_new_tokens (benchmarks). grammar: the constraint.Grammar the answer is constrained
+    to while it is generated (constraint.schema_grammar makes one of a JSON schema; llguidance Lark text is taken
+    as Grammar(text)), in engines with capabilities.sampler, and in the genai engines where it has EBNF. So are,
+    in engines with capabilities.sampler only, logit_bias ({token id: -100 to 100 added to its logit}) and OpenAI's
     presence and frequency penalties (-2 to 2, over the answer's tokens). logprobs (0 to 20, None: off): each
     answer token's log probability, with that many of the most likely tokens at its place, in Chunk.logprobs.
     stop: strings that end the answer where the first of them begins (it is not part of the answer).
@@ -38,7 +39,7 @@ class GenerationConfig:
     seed: int | None = None
     num_crops: int | None = None
     ignore_eos: bool = False
-    grammar: str | None = None
+    grammar: object = None  # a constraint.Grammar, or Lark text
     logit_bias: dict = field(default_factory=dict)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -79,9 +80,11 @@ class GenerationConfig:
         if not all(isinstance(stop, str) and stop for stop in self.stop):
             raise OvphiError(f"stop strings must be text of one character or more, not {self.stop}")
         if self.grammar is not None:
-            from .constraint import check_grammar
+            from .constraint import Grammar, check_grammar
 
-            check_grammar(self.grammar)
+            if isinstance(self.grammar, str):
+                object.__setattr__(self, "grammar", Grammar(self.grammar))
+            check_grammar(self.grammar.lark)
 
     @property
     def greedy(self):

@@ -7,11 +7,23 @@ control characters exist only as byte-fallback tokens: 20 of 20 sampled answers 
 schema) validated with llguidance; 16 of 20 with xgrammar 0.2.9, which let raw control characters into
 strings."""
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from ..errors import OvphiError
+from .json_ebnf import schema_ebnf
+
+@dataclass(frozen=True)
+class Grammar:
+    """One constraint in two notations: llguidance's Lark for ovphi's own decode loop, and xgrammar's EBNF for the
+    genai engines (None where ovphi cannot write it; `no_ebnf` says why)."""
+
+    lark: str
+    ebnf: str | None = None
+    no_ebnf: str = "it is given only as a Lark grammar"
+
 
 def json_lark(schema):
     """The Lark rule body for JSON valid against `schema` (a dict), compact as the OpenAI API answers."""
@@ -19,8 +31,7 @@ def json_lark(schema):
 
 
 def schema_grammar(schema_text):
-    """The grammar (llguidance's Lark) of JSON valid against a JSON schema given as text; an OvphiError
-    saying why there is none."""
+    """The Grammar of JSON valid against a JSON schema given as text; an OvphiError saying why there is none."""
     try:
         schema = json.loads(schema_text)
     except ValueError as error:
@@ -29,7 +40,28 @@ def schema_grammar(schema_text):
         raise OvphiError("the JSON schema must be a JSON object")
     grammar = "start: " + json_lark(schema)
     check_grammar(grammar, "the JSON schema")
-    return grammar
+    return with_ebnf(grammar, lambda: schema_ebnf(schema))
+
+
+def with_ebnf(lark, write_ebnf):
+    """Grammar(lark) with the EBNF write_ebnf() returns, or the reason it gave for writing none."""
+    try:
+        return Grammar(lark, write_ebnf())
+    except OvphiError as error:
+        return Grammar(lark, no_ebnf=str(error))
+
+
+def ebnf_refusal(model_dir, grammar):
+    """Why a genai engine cannot constrain an answer to `grammar` with the folder model_dir (None: it can)."""
+    from ..convert.detokenizer import TOKEN_BYTES
+    from ..convert.manifest import read_manifest
+
+    if grammar.ebnf is None:
+        return grammar.no_ebnf
+    if (read_manifest(model_dir) or {}).get("detokenizer") != TOKEN_BYTES:
+        return (f"{model_dir}'s detokenizer holds SentencePiece pieces, which openvino.genai misreads for a grammar;"
+                " convert it again with this ovphi")
+    return None
 
 
 @lru_cache(maxsize=64)  # a grammar is checked where it is made and where a GenerationConfig takes it

@@ -24,6 +24,7 @@ from ..files import check_model_folder, read_json
 from ..resources import MADV_DONTNEED, paging_out
 from .compiled_cache import keep_only, tree_bytes
 from .config import GenerationConfig, RuntimeOptions
+from .constraint import ebnf_refusal
 from .devices import check_device
 from .events import Chunk, Status, TurnResult  # noqa: F401 (the contract's events, imported from here)
 from .scheduler import Scheduler
@@ -54,6 +55,7 @@ class Capabilities:
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs, processors
     stops_at_once: bool = False  # a cancel ends a turn within a second also inside a vision encode or a prefill
+    ebnf_grammar: bool = False  # openvino.genai constrains answers to GenerationConfig.grammar's EBNF
 
 
 def read_config(model_dir):
@@ -181,12 +183,17 @@ class Engine(ABC):
         """Unsupported, naming the field, if the turn asks for what this engine cannot do."""
         if self.capabilities.sampler:
             return
-        for field_name, what in (("grammar", "constrain an answer (a JSON schema, tool calls)"),
-                                 ("logit_bias", "apply logit_bias"),
-                                 ("presence_penalty", "apply presence or frequency penalties"),
-                                 ("frequency_penalty", "apply presence or frequency penalties"),
-                                 ("logprobs", "report log probabilities"),
-                                 ("logits_processors", "run logits processors")):
+        refused = [("logit_bias", "apply logit_bias"),
+                   ("presence_penalty", "apply presence or frequency penalties"),
+                   ("frequency_penalty", "apply presence or frequency penalties"),
+                   ("logprobs", "report log probabilities"),
+                   ("logits_processors", "run logits processors")]
+        if not self.capabilities.ebnf_grammar:
+            refused.insert(0, ("grammar", "constrain an answer (a JSON schema, tool calls)"))
+        elif generation.grammar is not None and (why := ebnf_refusal(self.model_dir, generation.grammar)):
+            raise Unsupported(f"the {self.name} engine cannot constrain this answer ({why}): use the optimum engine"
+                              " (--backend optimum)", "grammar")
+        for field_name, what in refused:
             if getattr(generation, field_name) != getattr(DEFAULT_GENERATION, field_name):
                 raise Unsupported(f"the {self.name} engine cannot {what}: use the optimum engine (--backend optimum)",
                                   field_name)

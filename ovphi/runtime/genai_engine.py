@@ -76,6 +76,8 @@ def genai_generation(config, generation, stop_ids):
     config.stop_token_ids = set() if generation.ignore_eos else set(stop_ids)
     config.ignore_eos = generation.ignore_eos
     config.repetition_penalty = generation.repetition_penalty
+    if generation.grammar is not None:
+        config.structured_output_config = openvino_genai.StructuredOutputConfig(grammar=generation.grammar.ebnf)
     if not generation.greedy:
         config.temperature, config.top_p, config.top_k = generation.temperature, generation.top_p, generation.top_k
         if generation.seed is not None:
@@ -141,7 +143,7 @@ def prompt_tokens(tokenizer, conversation, num_crops):
 
 class GenaiEngine(Engine):
     name = "genai"
-    capabilities = Capabilities(compiled_cache=True)
+    capabilities = Capabilities(compiled_cache=True, ebnf_grammar=True)
     required_files = IR_FILES + TOKENIZER_IRS
 
     def pipeline_properties(self):

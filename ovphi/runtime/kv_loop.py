@@ -157,7 +157,7 @@ class KVTurnLoop:
         started = time.perf_counter()
         prompt, image_inputs = self.prompt(conversation, generation.num_crops)
         ids = prompt.ids
-        constraint = Constraint(generation.grammar, self.tokenizer, self.config["vocab_size"],
+        constraint = Constraint(generation.grammar.lark, self.tokenizer, self.config["vocab_size"],
                                 self.stop_ids) if generation.grammar else None
         sampler = Sampler(generation, len(self.tokenizer), constraint)  # checks logit_bias before any prefill
         try:

@@ -6,9 +6,12 @@ so a repeated history matches what the model generated."""
 import json
 import uuid
 
-from ..runtime.constraint import check_grammar, json_lark
+from ..runtime.constraint import check_grammar, json_lark, with_ebnf
+from ..runtime.json_ebnf import JsonEbnf, literal, text_literal
 
-FREE_TEXT = r"/[^{](.|\n)*/"  # an answer that is not a call: anything that does not open a JSON object
+# an answer that is not a call: anything that does not open a JSON object (Lark, EBNF)
+FREE_TEXT = r"/[^{](.|\n)*/"
+FREE_TEXT_EBNF = '[^{] ([^{] | "{")*'
 
 
 def chosen_tools(tools, choice):
@@ -32,15 +35,27 @@ def call_schema(tool):
 
 
 def tool_grammar(tools, choice):
-    """The Lark grammar of an answer under tool_choice (None when no tool may be called); an OvphiError if a
-    tool's parameters are not a JSON schema llguidance can compile."""
+    """The Grammar of an answer under tool_choice (None when no tool may be called); an OvphiError if a tool's
+    parameters are not a JSON schema llguidance can compile."""
     chosen = chosen_tools(tools, choice)
     if not chosen:
         return None
     call = "call: " + json_lark({"anyOf": [call_schema(tool) for tool in chosen]})
     grammar = f"start: call\n{call}\n" if must_call(choice) else f"start: call | text\ntext: {FREE_TEXT}\n{call}\n"
     check_grammar(grammar, "the tools' parameters")
-    return grammar
+    return with_ebnf(grammar, lambda: tool_ebnf(chosen, must_call(choice)))
+
+
+def tool_ebnf(chosen, must):
+    """The xgrammar EBNF of the same answer: a call of one of the chosen tools, or (unless `must`) free text."""
+    writer = JsonEbnf()
+    opening, between = text_literal('{"name":'), text_literal(',"arguments":')
+    calls = []
+    for tool in chosen:
+        arguments = writer.value(tool.function.parameters or {"type": "object"})
+        calls.append(f'({opening} {literal(tool.function.name)} {between} ({arguments}) "}}")')
+    call = " | ".join(calls)
+    return writer.grammar(call if must else f"{FREE_TEXT_EBNF} | {call}")
 
 
 def tools_prompt(tools, choice):
