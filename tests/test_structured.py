@@ -8,7 +8,7 @@ import sys
 
 import jsonschema
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from served import Served, data_url
 
 PAINT = {"type": "object", "additionalProperties": False, "required": ["colour", "coats"],
@@ -106,6 +106,29 @@ def test_tool_choice_required_returns_a_call_whose_arguments_validate(server, st
         assert finish == "tool_calls" and len(calls) == 1 and calls[0].id.startswith("call_")
         schema = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}[calls[0].function.name]
         jsonschema.validate(json.loads(calls[0].function.arguments), schema)
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as OpenAI's strict mode asks (else any other key may follow)
+    name: str = Field(max_length=6)
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parts: list[Part] = Field(max_length=2)
+    rush: bool | None = None
+
+
+def test_a_tool_whose_parameters_refer_to_their_own_defs_is_called_with_valid_arguments(server):
+    parameters = Order.model_json_schema()
+    assert "$defs" in parameters
+    tools = [{"type": "function", "function": {"name": "order", "parameters": parameters}}]
+    for seed in range(3):
+        choice = server.client().chat.completions.create(
+            model=server.model, messages=[{"role": "user", "content": "Order two parts."}], tools=tools,
+            tool_choice="required", max_tokens=80, temperature=1.0, seed=seed).choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        jsonschema.validate(json.loads(choice.message.tool_calls[0].function.arguments), parameters)
 
 
 def test_a_named_tool_choice_calls_that_tool_and_a_tool_result_continues_the_conversation(server):

@@ -7,7 +7,7 @@ import json
 import uuid
 
 from ..runtime.constraint import check_grammar, json_lark, with_ebnf
-from ..runtime.json_ebnf import JsonEbnf, literal, text_literal
+from ..runtime.json_ebnf import JsonEbnf, text_literal
 
 # an answer that is not a call: anything that does not open a JSON object (Lark, EBNF)
 FREE_TEXT = r"/[^{](.|\n)*/"
@@ -27,20 +27,24 @@ def must_call(choice):
     return choice == "required" or not isinstance(choice, str) and choice is not None
 
 
-def call_schema(tool):
-    """The JSON schema of a call of `tool`: its name and arguments valid against its parameters."""
-    return {"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-            "properties": {"name": {"const": tool.function.name},
-                           "arguments": tool.function.parameters or {"type": "object"}}}
+def call_opening(tool):
+    """What a call of `tool` starts with, up to its arguments (compact JSON, as call_text writes it)."""
+    return '{"name":' + json.dumps(tool.function.name, ensure_ascii=False) + ',"arguments":'
+
+
+def parameters_of(tool):
+    return tool.function.parameters or {"type": "object"}
 
 
 def tool_grammar(tools, choice):
     """The Grammar of an answer under tool_choice (None when no tool may be called); an OvphiError if a tool's
-    parameters are not a JSON schema llguidance can compile."""
+    parameters are not a JSON schema llguidance can compile. Each call's arguments are a JSON schema of their
+    own, so that a `$ref` in them points into the tool's parameters."""
     chosen = chosen_tools(tools, choice)
     if not chosen:
         return None
-    call = "call: " + json_lark({"anyOf": [call_schema(tool) for tool in chosen]})
+    call = "call: " + " | ".join(f'{json.dumps(call_opening(tool))} {json_lark(parameters_of(tool))} "}}"'
+                                 for tool in chosen)
     grammar = f"start: call\n{call}\n" if must_call(choice) else f"start: call | text\ntext: {FREE_TEXT}\n{call}\n"
     check_grammar(grammar, "the tools' parameters")
     return with_ebnf(grammar, lambda: tool_ebnf(chosen, must_call(choice)))
@@ -49,19 +53,15 @@ def tool_grammar(tools, choice):
 def tool_ebnf(chosen, must):
     """The xgrammar EBNF of the same answer: a call of one of the chosen tools, or (unless `must`) free text."""
     writer = JsonEbnf()
-    opening, between = text_literal('{"name":'), text_literal(',"arguments":')
-    calls = []
-    for tool in chosen:
-        arguments = writer.value(tool.function.parameters or {"type": "object"})
-        calls.append(f'({opening} {literal(tool.function.name)} {between} ({arguments}) "}}")')
-    call = " | ".join(calls)
+    call = " | ".join(f'({text_literal(call_opening(tool))} ({writer.value(parameters_of(tool))}) "}}")'
+                      for tool in chosen)
     return writer.grammar(call if must else f"{FREE_TEXT_EBNF} | {call}")
 
 
 def tools_prompt(tools, choice):
     """The system message that describes the tools and how to call one."""
     described = "\n".join(json.dumps({"name": tool.function.name, "description": tool.function.description or "",
-                                      "parameters": tool.function.parameters or {"type": "object"}})
+                                      "parameters": parameters_of(tool)})
                           for tool in chosen_tools(tools, choice))
     how = ("Answer with a call of one of these tools" if must_call(choice) else
            "To call one of these tools, answer with the call alone; otherwise answer in plain text")
