@@ -120,5 +120,6 @@ def test_the_detokenizer_prints_what_it_printed_before_its_vocabulary_became_tok
     assert json.loads((int4_ir / "ovphi_manifest.json").read_text())["detokenizer"] == "token bytes"
     numbers = np.random.default_rng(0)
     vocabulary = len(AutoTokenizer.from_pretrained(int4_ir))
-    for ids in [[[token] for token in range(vocabulary)]] + [numbers.integers(0, vocabulary, (8, 24)) for _ in range(50)]:
+    batches = [[[token] for token in range(vocabulary)]] + [numbers.integers(0, vocabulary, (8, 24)) for _ in range(50)]
+    for ids in batches:
         assert list(before(np.array(ids))[0]) == list(after(np.array(ids))[0])

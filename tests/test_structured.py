@@ -3,6 +3,7 @@ real CLI on the tiny INT4 IR: its weights are random, so only the constraint can
 constraint tests run for each engine that constrains (optimum with llguidance; genai and genai-batch with
 openvino.genai's xgrammar)."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -27,6 +28,7 @@ class Paint(BaseModel):
 def server(request, int4_ir):
     served = Served(int4_ir, "--no-cache", "--backend", request.param)
     served.model = int4_ir.name  # the folder name is the model's
+    served.backend = request.param
     yield served
     served.stop()
 
@@ -65,6 +67,16 @@ def test_json_object_gives_an_object(server):
     content = answer.choices[0].message.content
     assert answer.choices[0].finish_reason == "length" or isinstance(json.loads(content), dict)
     assert content.startswith("{")
+
+
+def test_ignore_eos_with_a_schema_is_refused_where_the_constraint_would_end_with_the_json(server):
+    reply = server.post({"model": server.model, "messages": ASK, "max_tokens": 40, "ignore_eos": True,
+                         "response_format": as_schema(PAINT)})
+    if server.backend == "optimum":  # ovphi's loop allows only stop ids after the JSON: the answer is the JSON
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 40
+        jsonschema.validate(json.loads(reply.json()["choices"][0]["message"]["content"]), PAINT)
+    else:  # openvino.genai lifts the constraint once the grammar ends
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "ignore_eos"
 
 
 @pytest.mark.parametrize("response_format, param", [
@@ -225,6 +237,14 @@ def test_what_an_engine_cannot_constrain_is_refused_with_one_line(int4_ir, red_i
     done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai", schema={"type": "string", "pattern": "^a+$"})
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "the schema keyword 'pattern' has no EBNF in ovphi" in done.stderr
+    earlier = tmp_path / "earlier"  # a folder converted before its detokenizer held token bytes
+    shutil.copytree(int4_ir, earlier, ignore=shutil.ignore_patterns("model_cache"))
+    manifest = json.loads((earlier / "ovphi_manifest.json").read_text())
+    del manifest["detokenizer"]
+    (earlier / "ovphi_manifest.json").write_text(json.dumps(manifest))
+    done = ask_paint(earlier, red_image, tmp_path, "--backend", "genai")
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert "detokenizer holds SentencePiece pieces" in done.stderr and "convert it again" in done.stderr
 
 
 def test_ask_lists_each_answer_tokens_logprob_in_its_json(int4_ir, red_image, tmp_path):

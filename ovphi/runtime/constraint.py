@@ -1,6 +1,8 @@
 """Answers constrained to a grammar while they are generated, with llguidance: before each token the logits
 of every token that cannot continue a valid answer are set to -inf. Grammars are llguidance's Lark, whose
 `%json {schema}` is JSON valid against a JSON schema (schema_grammar; the server's tool calls mix it with text).
+A Grammar also carries the same language in xgrammar's EBNF (json_ebnf.py), for the genai engines, whose
+openvino.genai sampler constrains with xgrammar.
 
 llguidance was chosen over xgrammar by a measurement on the tiny model's tokenizer, whose `{`, `-` and
 control characters exist only as byte-fallback tokens: 20 of 20 sampled answers (random logits, one
@@ -14,6 +16,7 @@ import numpy as np
 
 from ..errors import OvphiError
 from .json_ebnf import schema_ebnf
+
 
 @dataclass(frozen=True)
 class Grammar:

@@ -190,13 +190,21 @@ class Engine(ABC):
                    ("logits_processors", "run logits processors")]
         if not self.capabilities.ebnf_grammar:
             refused.insert(0, ("grammar", "constrain an answer (a JSON schema, tool calls)"))
-        elif generation.grammar is not None and (why := ebnf_refusal(self.model_dir, generation.grammar)):
-            raise Unsupported(f"the {self.name} engine cannot constrain this answer ({why}): use the optimum engine"
-                              " (--backend optimum)", "grammar")
+        elif generation.grammar is not None:
+            self.check_ebnf_grammar(generation)
         for field_name, what in refused:
             if getattr(generation, field_name) != getattr(DEFAULT_GENERATION, field_name):
                 raise Unsupported(f"the {self.name} engine cannot {what}: use the optimum engine (--backend optimum)",
                                   field_name)
+
+    def check_ebnf_grammar(self, generation):
+        """Unsupported if openvino.genai cannot hold this turn's answer to its grammar."""
+        if why := ebnf_refusal(self.model_dir, generation.grammar):
+            raise Unsupported(f"the {self.name} engine cannot constrain this answer ({why}): use the optimum engine"
+                              " (--backend optimum)", "grammar")
+        if generation.ignore_eos:
+            raise Unsupported(f"the {self.name} engine cannot go on past a constrained answer's end (ignore_eos):"
+                              " openvino.genai lifts the constraint there", "ignore_eos")
 
     def stop(self):
         """Ask the running turn, whoever submitted it, to end (its finish reason: cancelled); a request's own

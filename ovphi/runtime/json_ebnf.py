@@ -8,6 +8,7 @@ the model's special tokens (`<s>`, `<|end|>`, ...) can print inside one. Objects
 properties, in their declared order; values stay valid against the schema either way.
 """
 import json
+import math
 
 from ..errors import OvphiError
 
@@ -89,8 +90,6 @@ def integer_range(low, high):
 
 def integer_bounds(schema):
     """(lowest, highest) integer the schema allows; None where unbounded."""
-    import math
-
     low = high = None
     if "minimum" in schema:
         low = math.ceil(schema["minimum"])
@@ -145,10 +144,13 @@ class JsonEbnf:
             return self.reference(schema["$ref"], document)
         if "const" in schema:
             return literal(schema["const"])
+        for keyword in ("enum", "anyOf"):
+            if schema.get(keyword) == []:
+                raise OvphiError(f"an empty '{keyword}' allows no value")
         if "enum" in schema:
-            return " | ".join(literal(item) for item in schema["enum"]) or self.nothing("enum")
+            return " | ".join(literal(item) for item in schema["enum"])
         if "anyOf" in schema:
-            return " | ".join(f"({self.value(item, document)})" for item in schema["anyOf"]) or self.nothing("anyOf")
+            return " | ".join(f"({self.value(item, document)})" for item in schema["anyOf"])
         if "allOf" in schema:
             if len(schema["allOf"]) != 1:
                 raise OvphiError("an 'allOf' of more than one schema has no EBNF in ovphi")
@@ -166,9 +168,6 @@ class JsonEbnf:
         if len(types) == 1 and not set(schema) & set().union(*KEYWORDS.values()):
             return types[0]
         return " | ".join(f"({self.typed(kind, schema, document)})" for kind in types)
-
-    def nothing(self, keyword):
-        raise OvphiError(f"an empty '{keyword}' allows no value")
 
     def reference(self, target, document):
         """The rule of a local $ref ('#/$defs/Name', '#/definitions/Name', '#')."""
@@ -208,11 +207,11 @@ class JsonEbnf:
         """Only the declared properties, in order, each required one present; commas between them."""
         properties = schema.get("properties", {})
         required = set(schema.get("required", []))
-        if not properties:
-            return '"{" "}"' if schema.get("additionalProperties", True) is False else "object"
         missing = required - set(properties)
         if missing:
             raise OvphiError(f"the required property '{sorted(missing)[0]}' has no schema under 'properties'")
+        if not properties:
+            return '"{" "}"' if schema.get("additionalProperties", True) is False else "object"
         pairs = [(f'{literal(name)} ":" {self.rule(self.value(value, document))}', name in required)
                  for name, value in properties.items()]
         after = '""'  # the properties from here on, after one has been written
