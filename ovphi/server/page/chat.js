@@ -262,9 +262,9 @@ async function send() {
     clearInterval(ticker);
     running = null;
     answer.status = null;
+    await saveConversation(); // before the page shows the answer done: a reload straight after finds it
     setBusy(false);
     renderAnswer(answer);
-    await saveConversation();
     $("prompt").focus();
   }
 }
@@ -277,9 +277,9 @@ async function newChat() {
   stop();
   chat.messages = [];
   chat.pending = [];
+  await saveConversation(); // before the page shows it empty: a reload straight after finds it empty too
   renderAttachments();
   render();
-  await saveConversation();
   $("prompt").focus();
 }
 
