@@ -27,13 +27,13 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["colour"
 
 
 def answer(engine, seed, grammar, max_new_tokens):
-    """(answer, TurnTimings) of one sampled text turn."""
+    """The TurnResult of one sampled text turn."""
     conversation = Conversation()
     conversation.add("user", QUESTION)
     result = engine.complete(conversation, GenerationConfig(max_new_tokens=max_new_tokens, temperature=1.0,
                                                             seed=seed, grammar=grammar))
     engine.reset()
-    return result, result.timings
+    return result
 
 
 def valid(text):
@@ -59,8 +59,8 @@ def measure(folder, backend, answers, max_new_tokens):
     texts = []
     for seed in range(answers):
         for kind, constraint in (("free", None), ("schema", grammar)):
-            result, timings = answer(engine, seed, constraint, max_new_tokens)
-            rows[kind].append(timings.as_dict() | {"finish_reason": result.finish_reason})
+            result = answer(engine, seed, constraint, max_new_tokens)
+            rows[kind].append(result.timings.as_dict() | {"finish_reason": result.finish_reason})
             if constraint:
                 texts.append(result.answer)
     engine.close()

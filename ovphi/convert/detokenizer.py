@@ -9,12 +9,13 @@ spaces and ASCII bytes as themselves in the VocabDecoder, the graph prints the s
 is printed. Special tokens (the VocabDecoder's skip list) and non-ASCII bytes keep their pieces, which start
 with `<`: ovphi's grammars keep `<` out of JSON strings (json_ebnf.py), so these never print inside one.
 """
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
+
+from .saving import save_in_place
 
 DETOKENIZER = "openvino_detokenizer.xml"
 TOKEN_BYTES = "token bytes"  # the manifest's "detokenizer" once its vocabulary holds them
@@ -32,11 +33,6 @@ def token_bytes(piece):
     return piece.replace("▁".encode(), b" ")
 
 
-def vocabulary_constants(decoder):
-    """The VocabDecoder's (begins, ends, chars) Constant nodes."""
-    return [decoder.input_value(index).get_node() for index in (1, 2, 3)]
-
-
 def write_token_bytes(ir_dir):
     """Rewrite ir_dir's detokenizer with each token's bytes in place of its piece; returns how many tokens
     changed (0: it already held bytes, or has no VocabDecoder)."""
@@ -47,7 +43,7 @@ def write_token_bytes(ir_dir):
     decoder = next((node for node in model.get_ops() if node.get_type_name() == "VocabDecoder"), None)
     changed = 0
     if decoder is not None:
-        begins, ends, chars = (node.get_vector() for node in vocabulary_constants(decoder))
+        begins, ends, chars = (decoder.input_value(index).get_node().get_vector() for index in (1, 2, 3))
         skipped = set(decoder.input_value(4).get_node().get_vector()) if decoder.get_input_size() > 4 else set()
         text = chars.astype(np.uint8).tobytes()
         pieces = [text[begin:end] for begin, end in zip(begins, ends)]
@@ -60,9 +56,6 @@ def write_token_bytes(ir_dir):
                 decoder.input(index).replace_source_output(ov.opset13.constant(values.astype(np.int32)).output(0))
             joined = np.frombuffer(b"".join(printed), dtype=np.uint8)
             decoder.input(3).replace_source_output(ov.opset13.constant(joined).output(0))
-            partial = xml.with_name(f".partial-{os.getpid()}-{xml.name}")
-            ov.save_model(model, partial, compress_to_fp16=False)
-            partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-            partial.replace(xml)
+            save_in_place(model, xml)
     del decoder  # before its model: an openvino_tokenizers node released after its model crashes the process
     return changed

@@ -5,10 +5,11 @@ moves the rotary angles by up to about one radian (measured on the tiny model), 
 few thousand tokens drift from PyTorch's. ovphi's implementation names the tables
 `rotary_emb.short_inv_freq` and `rotary_emb.long_inv_freq`; checkpoint remote code is left alone.
 """
-import os
 from pathlib import Path
 
 import openvino as ov
+
+from .saving import save_in_place
 
 
 def rope_tables(config):
@@ -39,9 +40,5 @@ def restore_rope_tables(ir_dir, config):
                 user.output(0).replace(exact.output(0))
                 replaced += 1
     if replaced:
-        partial = xml.with_name(f".partial-{os.getpid()}-{xml.name}")
-        ov.save_model(model, partial, compress_to_fp16=False)
-        del model
-        partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-        partial.replace(xml)
+        save_in_place(model, xml)
     return replaced

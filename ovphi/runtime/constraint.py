@@ -54,19 +54,6 @@ def with_ebnf(lark, write_ebnf):
         return Grammar(lark, no_ebnf=str(error))
 
 
-def ebnf_refusal(model_dir, grammar):
-    """Why a genai engine cannot constrain an answer to `grammar` with the folder model_dir (None: it can)."""
-    from ..convert.detokenizer import TOKEN_BYTES
-    from ..convert.manifest import read_manifest
-
-    if grammar.ebnf is None:
-        return grammar.no_ebnf
-    if (read_manifest(model_dir) or {}).get("detokenizer") != TOKEN_BYTES:
-        return (f"{model_dir}'s detokenizer holds SentencePiece pieces, which openvino.genai misreads for a grammar;"
-                " convert it again with this ovphi")
-    return None
-
-
 @lru_cache(maxsize=64)  # a grammar is checked where it is made and where a GenerationConfig takes it
 def check_grammar(grammar, what="the grammar"):
     """An OvphiError in one line if llguidance cannot compile the Lark grammar."""

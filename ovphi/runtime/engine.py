@@ -17,6 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import OvphiError, Unsupported
@@ -24,7 +25,6 @@ from ..files import check_model_folder, read_json
 from ..resources import MADV_DONTNEED, paging_out
 from .compiled_cache import keep_only, tree_bytes
 from .config import GenerationConfig, RuntimeOptions
-from .constraint import ebnf_refusal
 from .devices import check_device
 from .events import Chunk, Status, TurnResult  # noqa: F401 (the contract's events, imported from here)
 from .scheduler import Scheduler
@@ -197,9 +197,21 @@ class Engine(ABC):
                 raise Unsupported(f"the {self.name} engine cannot {what}: use the optimum engine (--backend optimum)",
                                   field_name)
 
+    @cached_property
+    def detokenizer_holds_token_bytes(self):
+        """Whether the folder's detokenizer gives openvino.genai the vocabulary as printed (its manifest says so)."""
+        from ..convert.detokenizer import TOKEN_BYTES
+        from ..convert.manifest import read_manifest
+
+        return (read_manifest(self.model_dir) or {}).get("detokenizer") == TOKEN_BYTES
+
     def check_ebnf_grammar(self, generation):
         """Unsupported if openvino.genai cannot hold this turn's answer to its grammar."""
-        if why := ebnf_refusal(self.model_dir, generation.grammar):
+        why = generation.grammar.no_ebnf if generation.grammar.ebnf is None else None
+        if why is None and not self.detokenizer_holds_token_bytes:
+            why = (f"{self.model_dir}'s detokenizer holds SentencePiece pieces, which openvino.genai misreads for a"
+                   " grammar; convert it again with this ovphi")
+        if why:
             raise Unsupported(f"the {self.name} engine cannot constrain this answer ({why}): use the optimum engine"
                               " (--backend optimum)", "grammar")
         if generation.ignore_eos:

@@ -21,6 +21,7 @@ KEYWORDS = {
     "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
     "number": set(), "boolean": set(), "null": set(),
 }
+TYPED_KEYWORDS = set().union(*KEYWORDS.values())
 COMBINATIONS = {"type", "enum", "const", "anyOf", "allOf", "$ref"}
 BASE_RULES = r'''string ::= "\"" char* "\""
 char ::= [^"\\<\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
@@ -137,7 +138,7 @@ class JsonEbnf:
             return "value"
         if not isinstance(schema, dict):
             raise OvphiError(f"a schema must be an object or true, not {json.dumps(schema)}")
-        unknown = set(schema) - ANNOTATIONS - COMBINATIONS - set().union(*KEYWORDS.values())
+        unknown = set(schema) - ANNOTATIONS - COMBINATIONS - TYPED_KEYWORDS
         if unknown:
             raise OvphiError(f"the schema keyword '{sorted(unknown)[0]}' has no EBNF in ovphi")
         if "$ref" in schema:
@@ -162,10 +163,10 @@ class JsonEbnf:
         bounds = set(schema) & KEYWORDS["integer"]
         if "number" in types and bounds:
             raise OvphiError(f"a number's '{sorted(bounds)[0]}' has no EBNF in ovphi (an integer's has)")
-        for keyword in set(schema) & set().union(*KEYWORDS.values()):
+        for keyword in set(schema) & TYPED_KEYWORDS:
             if not any(keyword in KEYWORDS[kind] for kind in types):
                 raise OvphiError(f"'{keyword}' does not apply to type {json.dumps(schema.get('type'))}")
-        if len(types) == 1 and not set(schema) & set().union(*KEYWORDS.values()):
+        if len(types) == 1 and not set(schema) & TYPED_KEYWORDS:
             return types[0]
         return " | ".join(f"({self.typed(kind, schema, document)})" for kind in types)
 
