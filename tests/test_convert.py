@@ -146,9 +146,29 @@ def test_int4_folder_generates_in_both_runtimes(int4_awq, red_image):
     assert len(result.texts[0]) > 0
 
 
+def test_ids_without_a_token_get_minus_infinity_logits_in_the_ir(int4_awq, red_image):
+    """The tiny model has 1,088 logits for 1,069 tokens, as the real one 32,064 for 32,011: the IR holds the extra
+    ids at -inf, so that openvino.genai (or a model server) never samples one."""
+    from optimum.intel import OVModelForVisualCausalLM
+
+    model = OVModelForVisualCausalLM.from_pretrained(int4_awq, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(int4_awq, trust_remote_code=True)
+    tokens = len(processor.tokenizer)
+    assert model.config.vocab_size > tokens
+    manifest = json.loads((int4_awq / "ovphi_manifest.json").read_text())
+    assert manifest["tokenless_ids_masked"] == model.config.vocab_size - tokens
+    inputs = model.preprocess_inputs(text="Describe the image.", image=red_image, processor=processor)
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    logits = torch.cat(out.logits)
+    assert logits.shape == (4, model.config.vocab_size)
+    assert torch.isfinite(logits[:, :tokens]).all() and torch.isneginf(logits[:, tokens:]).all()
+
+
 def greedy_ids(model, processor, prompt, images):
+    """Greedy ids, never one past the tokenizer (the IR gives those -inf: test_ids_without_a_token_...)."""
     inputs = processor(prompt, images)
-    out = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+    tokenless = list(range(len(processor.tokenizer), model.config.vocab_size))
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False, suppress_tokens=tokenless)
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 

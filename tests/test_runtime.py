@@ -50,12 +50,11 @@ def one_crop_fp32_ir(fp32_ir, tmp_path_factory):
 
 def test_both_engines_give_the_same_greedy_tokens_on_the_fp32_ir(one_crop_fp32_ir, square_images):
     """Token ids, not text: the tiny model's answers hold broken UTF-8, which the two detokenizers render
-    differently. ovphi's sampler never picks an id past the tokenizer's vocabulary and genai can: the answers are
-    equal up to genai's first such id. Follow-up turns are compared in the next test: genai 2026.4.1 departs
+    differently. Neither picks an id past the tokenizer's vocabulary: ovphi's sampler masks them, and the IR gives
+    them -inf for genai (convert/logits.py). Follow-up turns are compared in the next test: genai 2026.4.1 departs
     there (README)."""
     from ovphi.runtime import ImagePart
 
-    compared = 0
     for image in square_images:
         answers = []
         for backend in ("optimum", "genai"):
@@ -68,12 +67,29 @@ def test_both_engines_give_the_same_greedy_tokens_on_the_fp32_ir(one_crop_fp32_i
             answers.append((result.token_ids, result.timings.prompt_tokens, result.finish_reason))
         (ovphi_ids, ovphi_prompt, reason), (genai_ids, genai_prompt, _) = answers
         vocabulary = len(AutoTokenizer.from_pretrained(one_crop_fp32_ir))
-        tokenless = [i for i, token in enumerate(genai_ids) if token >= vocabulary]
-        same = tokenless[0] if tokenless else len(genai_ids)
         assert ovphi_prompt == genai_prompt and reason == "length" and len(ovphi_ids) == GREEDY["max_new_tokens"]
-        assert ovphi_ids[:same] == genai_ids[:same] and max(ovphi_ids) < vocabulary
-        compared += same
-    assert compared >= GREEDY["max_new_tokens"]  # at least one whole answer's worth of tokens agreed
+        assert ovphi_ids == genai_ids and max(genai_ids) < vocabulary
+
+
+@pytest.mark.parametrize("backend", ["genai", "genai-batch"])
+def test_the_genai_engines_refuse_a_folder_whose_ir_gives_ids_without_a_token(int4_ir, tmp_path, backend):
+    earlier = tmp_path / "earlier"  # a folder converted before ovphi held those logits at -inf
+    shutil.copytree(int4_ir, earlier, ignore=shutil.ignore_patterns("model_cache"))
+    manifest = json.loads((earlier / "ovphi_manifest.json").read_text())
+    del manifest["tokenless_ids_masked"]
+    (earlier / "ovphi_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(OvphiError, match=f"the {backend} engine would sample: convert it again"):
+        load(earlier, backend)
+
+
+@pytest.mark.parametrize("backend", ["genai", "genai-batch"])
+def test_sampled_genai_answers_never_hold_an_id_without_a_token(int4_ir, red_image, backend):
+    """Before the IR held them at -inf, 150 such tokens on a tiny INT4 IR held 3 ids past its tokenizer."""
+    engine = load(int4_ir, backend)
+    tokens = [token for seed in range(5) for token in conversation(
+        engine, [("Describe the image.", [red_image])], max_new_tokens=30, temperature=1.0, seed=seed)[0].token_ids]
+    engine.close()
+    assert len(tokens) > 100 and max(tokens) < len(AutoTokenizer.from_pretrained(int4_ir))
 
 
 def test_the_optimum_engine_answers_like_pytorch_with_images_in_several_turns(fp32_ir, tiny_dir, square_images):

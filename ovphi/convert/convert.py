@@ -25,6 +25,7 @@ from ..model.constants_phi3_v import AUTO_MAP
 from ..model.tokens import stop_token_ids
 from ..resources import paging_out, peak_rss_bytes, release_memory
 from .detokenizer import TOKEN_BYTES, write_token_bytes
+from .logits import TOKENLESS_IDS_MASKED, mask_tokenless_logits
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
 from .stats import ir_stats
@@ -164,7 +165,8 @@ def weights_sha256(folder):
 
 
 def complete_ir_folder(ir_dir, source, trust_remote_code):
-    """Processor files and model code beside the IR, and stop tokens that end a turn."""
+    """Processor files and model code beside the IR, and stop tokens that end a turn; returns (the stop ids, the
+    tokenizer's size)."""
     from transformers import AutoTokenizer
 
     for item in source.iterdir():
@@ -183,7 +185,7 @@ def complete_ir_folder(ir_dir, source, trust_remote_code):
     generation = json.loads(generation_file.read_text()) if generation_file.exists() else {}
     generation.update(eos_token_id=stops, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
     generation_file.write_text(json.dumps(generation, indent=2))
-    return stops
+    return stops, len(tokenizer)
 
 
 def export(source, export_dir, recipe, trust_remote_code):
@@ -280,7 +282,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             total = 2 + recipe.compressed + recipe.static_vision
             step(1, total, f"exporting {source} to OpenVINO IR", started, interrupted)
             export(source, work / "export", recipe, trust_remote_code)
-            stop_ids = complete_ir_folder(work / "export", source, trust_remote_code)
+            stop_ids, tokens = complete_ir_folder(work / "export", source, trust_remote_code)
             ir_dir = work / "export"
             vision = {"quantization": "int8 weights" if recipe.compressed else recipe.weight_format}
             release_memory()
@@ -307,6 +309,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
             if recipe.weight_format != "fp32" and not trust_remote_code:
                 restored = restore_rope_tables(ir_dir, config)
             write_token_bytes(ir_dir)
+            masked = mask_tokenless_logits(ir_dir, tokens)
             step(total, total, "measuring the IR and writing the manifest", started, interrupted)
             manifest = {
                 "source": {"model": model, "path": str(source), "revision": revision,
@@ -320,6 +323,7 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 "stop_token_ids": stop_ids,
                 "rope_tables_restored_to_f32": restored,
                 "detokenizer": TOKEN_BYTES,
+                TOKENLESS_IDS_MASKED: masked,
                 "parts": ir_stats(ir_dir),
                 "versions": package_versions(),
                 "wall_seconds": round(time.perf_counter() - started, 1),

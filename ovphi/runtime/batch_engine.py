@@ -40,6 +40,7 @@ class BatchEngine(Engine):
     required_files = IR_FILES + TOKENIZER_IRS
 
     def load_model(self):
+        self.check_tokenless_ids_masked()
         self.tokenizer = openvino_genai.Tokenizer(str(self.model_dir))
         self.num_crops = folder_num_crops(self.model_dir)
         self.stop_ids = set(folder_stop_token_ids(self.model_dir))

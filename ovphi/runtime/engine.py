@@ -135,8 +135,8 @@ class Engine(ABC):
         return Scheduler(self)
 
     def score(self, conversation, answer_ids, num_crops=None):
-        """Teacher forcing: the logits (len(answer_ids), vocabulary) the model gives each answer token after
-        the conversation. Engines with capabilities.logits implement it."""
+        """Teacher forcing: the logits (len(answer_ids), the tokenizer's size) the model gives each answer token
+        after the conversation. Engines with capabilities.logits implement it."""
         raise OvphiError(f"the {self.name} engine does not give logits")
 
     def submit(self, conversation, generation=None, max_waiting=None):
@@ -198,12 +198,28 @@ class Engine(ABC):
                                   field_name)
 
     @cached_property
+    def manifest(self):
+        """The folder's ovphi_manifest.json ({} for a folder ovphi did not make)."""
+        from ..convert.manifest import read_manifest
+
+        return read_manifest(self.model_dir) or {}
+
+    @property
     def detokenizer_holds_token_bytes(self):
         """Whether the folder's detokenizer gives openvino.genai the vocabulary as printed (its manifest says so)."""
         from ..convert.detokenizer import TOKEN_BYTES
-        from ..convert.manifest import read_manifest
 
-        return (read_manifest(self.model_dir) or {}).get("detokenizer") == TOKEN_BYTES
+        return self.manifest.get("detokenizer") == TOKEN_BYTES
+
+    def check_tokenless_ids_masked(self):
+        """For engines that sample with openvino.genai: refuse a folder whose language model can still give the
+        ids that have no token (convert/logits.py), which genai would sample."""
+        from ..convert.logits import TOKENLESS_IDS_MASKED
+
+        if TOKENLESS_IDS_MASKED not in self.manifest:
+            raise OvphiError(f"{self.model_dir} was converted before ovphi masked the logits of ids that have no token,"
+                             f" which the {self.name} engine would sample: convert it again with this ovphi, or use"
+                             " the optimum engine (--backend optimum)")
 
     def check_ebnf_grammar(self, generation):
         """Unsupported if openvino.genai cannot hold this turn's answer to its grammar."""

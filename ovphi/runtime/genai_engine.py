@@ -158,6 +158,7 @@ class GenaiEngine(Engine):
             self.options.openvino_properties(self.model_dir)
 
     def load_model(self):
+        self.check_tokenless_ids_masked()
         self.pipe = openvino_genai.VLMPipeline(str(self.model_dir), self.device, **self.pipeline_properties())
         LOADED_PIPELINES.append(self.pipe)
         self.num_crops = folder_num_crops(self.model_dir)

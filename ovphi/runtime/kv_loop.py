@@ -204,7 +204,7 @@ class KVTurnLoop:
         full = prompt.extended(answer_ids)
         logits, processed, _, _ = self.prefill(full, image_inputs, num_crops=num_crops)
         first = len(prompt.ids) - 1 - (len(full.ids) - processed)  # logits cover positions from len(full) - processed
-        return logits[first:first + len(answer_ids)]
+        return logits[first:first + len(answer_ids), :len(self.tokenizer)]  # ids with no token: -inf in an IR
 
 
 class KVLoopEngine(Engine):
