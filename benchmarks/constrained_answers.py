@@ -1,6 +1,7 @@
 """What a JSON schema costs and whether it holds, per engine, on one IR folder: sampled answers (temperature 1, one
 seed each) to one text question, with the schema and without, in turn. For each engine: how many constrained
-answers parse and validate, and the median TTFT (it holds the grammar's compile) and TPOT with and without it.
+answers parse and validate, the median TTFT (it holds the grammar's compile) and TPOT with and without it, and
+how many tokens of the free answers are ids with no token (the IR holds them at -inf: convert/logits.py).
 
     python benchmarks/constrained_answers.py models/full-int4 --backend optimum --backend genai \
         --out benchmarks/reports/constrained-answers-amd-epyc
@@ -13,6 +14,7 @@ import time
 import jsonschema
 
 from ovphi.cpu import cpu_kind, cpu_model
+from ovphi.evaluation.evaluate import vocabulary
 from ovphi.files import write_report
 from ovphi.runtime import GenerationConfig, load
 from ovphi.runtime.constraint import schema_grammar
@@ -57,15 +59,20 @@ def measure(folder, backend, answers, max_new_tokens):
     answer(engine, 0, None, 4)  # the plugin's first-inference repack, outside the measurement
     rows = {"free": [], "schema": []}
     texts = []
+    tokens = len(vocabulary(folder))
+    free_ids = []
     for seed in range(answers):
         for kind, constraint in (("free", None), ("schema", grammar)):
             result = answer(engine, seed, constraint, max_new_tokens)
             rows[kind].append(result.timings.as_dict() | {"finish_reason": result.finish_reason})
             if constraint:
                 texts.append(result.answer)
+            else:
+                free_ids += result.token_ids
     engine.close()
     ended = [text for text, row in zip(texts, rows["schema"]) if row["finish_reason"] == "stop"]
-    return {"answers": texts, "ended": len(ended), "valid": sum(map(valid, ended)), "turns": rows}
+    return {"answers": texts, "ended": len(ended), "valid": sum(map(valid, ended)), "turns": rows,
+            "free_tokens": len(free_ids), "free_tokenless": sum(token >= tokens for token in free_ids)}
 
 
 def median(rows, field):
@@ -80,14 +87,14 @@ def markdown(report):
              f"at most {report['max_new_tokens']} tokens. Making the schema's grammar (llguidance's check, ovphi's "
              f"EBNF) took {report['grammar_build_s'] * 1000:.0f} ms before any turn; each engine compiles it for its "
              "sampler inside the turn, in TTFT.", "",
-             "| engine | ended (stop) | valid of ended | TTFT free / schema | TPOT free / schema (ratio) |",
-             "|---|---|---|---|---|"]
+             "| engine | ended (stop) | valid of ended | TTFT free / schema | TPOT free / schema (ratio) | free tokens"
+             " with no token |", "|---|---|---|---|---|---|"]
     for backend, result in report["engines"].items():
         ttft = [median(result["turns"][kind], "ttft_s") for kind in ("free", "schema")]
         tpot = [median(result["turns"][kind], "tpot_s") for kind in ("free", "schema")]
         lines.append(f"| {backend} | {result['ended']} of {len(result['answers'])} | {result['valid']} | "
                      f"{ttft[0]:.2f} / {ttft[1]:.2f} s | {tpot[0] * 1000:.0f} / {tpot[1] * 1000:.0f} ms "
-                     f"({tpot[1] / tpot[0]:.2f}x) |")
+                     f"({tpot[1] / tpot[0]:.2f}x) | {result['free_tokenless']} of {result['free_tokens']} |")
     lines += ["", "Schema:", "", "```json", json.dumps(SCHEMA), "```", "", "First constrained answers:", ""]
     for backend, result in report["engines"].items():
         lines += [f"- {backend}: `{result['answers'][0]}`"]
