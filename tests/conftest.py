@@ -1,9 +1,11 @@
-"""Shared fixtures: the hub is offline, and the tiny checkpoint is built once per session."""
+"""Shared fixtures and helpers: the hub is offline, and the tiny checkpoint is built once per session."""
 import os
 
 for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[name] = "1"
 
+import json
+import shutil
 import signal
 
 import pytest
@@ -11,6 +13,16 @@ from PIL import Image, ImageDraw
 
 from ovphi.convert import Recipe, convert
 from ovphi.model.checkpoint import make_checkpoint
+
+
+def converted_before(ir, key, out):
+    """A copy of the IR folder `ir` at `out`, without its compiled cache, whose manifest lacks `key`: what a folder
+    converted before ovphi wrote that fact looks like."""
+    shutil.copytree(ir, out, ignore=shutil.ignore_patterns("model_cache"))
+    manifest = json.loads((out / "ovphi_manifest.json").read_text())
+    del manifest[key]
+    (out / "ovphi_manifest.json").write_text(json.dumps(manifest))
+    return out
 
 
 def default_sigint():

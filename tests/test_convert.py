@@ -12,7 +12,7 @@ import openvino as ov
 import pytest
 import torch
 from conftest import default_sigint
-from exact import EXACT_PROPERTIES
+from exact import EXACT_PROPERTIES, tokenless_ids
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 from ovphi.convert import Recipe, convert
@@ -167,8 +167,7 @@ def test_ids_without_a_token_get_minus_infinity_logits_in_the_ir(int4_awq, red_i
 def greedy_ids(model, processor, prompt, images):
     """Greedy ids, never one past the tokenizer (the IR gives those -inf: test_ids_without_a_token_...)."""
     inputs = processor(prompt, images)
-    tokenless = list(range(len(processor.tokenizer), model.config.vocab_size))
-    out = model.generate(**inputs, max_new_tokens=10, do_sample=False, suppress_tokens=tokenless)
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False, suppress_tokens=tokenless_ids(processor, model))
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import openvino as ov
 import pytest
 import torch
-from exact import EXACT
+from exact import EXACT, tokenless_ids
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 import ovphi.model
@@ -49,10 +49,9 @@ def pytorch_greedy(model, processor, text, images):
     vocabulary (the model has more logits than tokens; ovphi's sampler and the IR's -inf logits skip them)."""
     inputs = processor(chat_text(processor, text, images), images or None)
     stops = stop_token_ids(processor.tokenizer)
-    tokenless = list(range(len(processor.tokenizer), model.config.vocab_size))
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=stops,
-                             suppress_tokens=tokenless)
+                             suppress_tokens=tokenless_ids(processor, model))
     answer = out[0, inputs["input_ids"].shape[1]:].tolist()
     return answer[:-1] if answer and answer[-1] in stops else answer
 

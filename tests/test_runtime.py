@@ -8,7 +8,8 @@ import signal
 import weakref
 
 import pytest
-from exact import EXACT
+from conftest import converted_before
+from exact import EXACT, tokenless_ids
 from transformers import AutoTokenizer
 
 from ovphi.errors import OvphiError
@@ -73,11 +74,7 @@ def test_both_engines_give_the_same_greedy_tokens_on_the_fp32_ir(one_crop_fp32_i
 
 @pytest.mark.parametrize("backend", ["genai", "genai-batch"])
 def test_the_genai_engines_refuse_a_folder_whose_ir_gives_ids_without_a_token(int4_ir, tmp_path, backend):
-    earlier = tmp_path / "earlier"  # a folder converted before ovphi held those logits at -inf
-    shutil.copytree(int4_ir, earlier, ignore=shutil.ignore_patterns("model_cache"))
-    manifest = json.loads((earlier / "ovphi_manifest.json").read_text())
-    del manifest["tokenless_ids_masked"]
-    (earlier / "ovphi_manifest.json").write_text(json.dumps(manifest))
+    earlier = converted_before(int4_ir, "tokenless_ids_masked", tmp_path / "earlier")  # logits not yet at -inf
     with pytest.raises(OvphiError, match=f"the {backend} engine would sample: convert it again"):
         load(earlier, backend)
 
@@ -112,8 +109,8 @@ def test_the_optimum_engine_answers_like_pytorch_with_images_in_several_turns(fp
     assert [m["role"] for m in history] == [m["role"] for m in messages]
     prompt = processor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(prompt, [first, second, first])
-    tokenless = list(range(len(processor.tokenizer), reference.config.vocab_size))  # never chosen by ovphi
-    out = reference.generate(**inputs, max_new_tokens=12, do_sample=False, suppress_tokens=tokenless)
+    out = reference.generate(**inputs, max_new_tokens=12, do_sample=False,
+                             suppress_tokens=tokenless_ids(processor, reference))
     assert result.answer == processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 

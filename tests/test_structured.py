@@ -3,13 +3,13 @@ real CLI on the tiny INT4 IR: its weights are random, so only the constraint can
 constraint tests run for each engine that constrains (optimum with llguidance; genai and genai-batch with
 openvino.genai's xgrammar)."""
 import json
-import shutil
 import subprocess
 import sys
 
 import jsonschema
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
+from conftest import converted_before
 from served import Served, data_url
 
 PAINT = {"type": "object", "additionalProperties": False, "required": ["colour", "coats"],
@@ -237,11 +237,7 @@ def test_what_an_engine_cannot_constrain_is_refused_with_one_line(int4_ir, red_i
     done = ask_paint(int4_ir, red_image, tmp_path, "--backend", "genai", schema={"type": "string", "pattern": "^a+$"})
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "the schema keyword 'pattern' has no EBNF in ovphi" in done.stderr
-    earlier = tmp_path / "earlier"  # a folder converted before its detokenizer held token bytes
-    shutil.copytree(int4_ir, earlier, ignore=shutil.ignore_patterns("model_cache"))
-    manifest = json.loads((earlier / "ovphi_manifest.json").read_text())
-    del manifest["detokenizer"]
-    (earlier / "ovphi_manifest.json").write_text(json.dumps(manifest))
+    earlier = converted_before(int4_ir, "detokenizer", tmp_path / "earlier")  # its detokenizer holds pieces
     done = ask_paint(earlier, red_image, tmp_path, "--backend", "genai")
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "detokenizer holds SentencePiece pieces" in done.stderr and "convert it again" in done.stderr

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import openvino as ov
+
 from ..cpu import cpu_flags
 from ..errors import OvphiError
 from ..files import check_model_folder, check_replaceable, partial_folder, read_json
@@ -28,11 +30,13 @@ from .detokenizer import TOKEN_BYTES, write_token_bytes
 from .logits import TOKENLESS_IDS_MASKED, mask_tokenless_logits
 from .manifest import MANIFEST, package_versions
 from .rope import restore_rope_tables
+from .saving import save_in_place
 from .stats import ir_stats
 from .vision import CALIBRATION_IMAGES, choose_vision, quantize_vision
 
 DEFAULT_MODEL = "microsoft/Phi-3.5-vision-instruct"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+LANGUAGE_MODEL = "openvino_language_model.xml"
 
 
 @dataclass
@@ -121,7 +125,7 @@ def resolve_model(model, revision):
                              f" ({type(error).__name__}); offline, pass a local checkpoint folder") from None
     check_model_folder(path)
     config_file = path / "config.json"
-    if (path / "openvino_language_model.xml").exists():
+    if (path / LANGUAGE_MODEL).exists():
         raise OvphiError(f"{model} is already an OpenVINO IR folder, not a model folder to convert")
     if not config_file.exists():
         raise OvphiError(f"{model} is not a model folder: it has no config.json")
@@ -186,6 +190,19 @@ def complete_ir_folder(ir_dir, source, trust_remote_code):
     generation.update(eos_token_id=stops, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
     generation_file.write_text(json.dumps(generation, indent=2))
     return stops, len(tokenizer)
+
+
+def edit_language_model(ir_dir, config, tokens, rope_tables):
+    """The language model's edits, read and written once (each write is its 2 GB again at full size): the LongRoPE
+    tables back in f32 (with rope_tables) and -inf logits for the ids with no token; returns (tables restored,
+    ids masked)."""
+    xml = ir_dir / LANGUAGE_MODEL
+    model = ov.Core().read_model(xml)
+    restored = restore_rope_tables(model, config) if rope_tables else 0
+    masked = mask_tokenless_logits(model, tokens)
+    if restored or masked:
+        save_in_place(model, xml)
+    return restored, masked
 
 
 def export(source, export_dir, recipe, trust_remote_code):
@@ -305,11 +322,9 @@ def convert(model, out, recipe=None, revision=None, trust_remote_code=False, for
                 release_memory()
             if chosen_because and recipe.compressed:
                 vision["chosen"] = chosen_because
-            restored = 0
-            if recipe.weight_format != "fp32" and not trust_remote_code:
-                restored = restore_rope_tables(ir_dir, config)
+            restored, masked = edit_language_model(ir_dir, config, tokens,
+                                                   rope_tables=recipe.weight_format != "fp32" and not trust_remote_code)
             write_token_bytes(ir_dir)
-            masked = mask_tokenless_logits(ir_dir, tokens)
             step(total, total, "measuring the IR and writing the manifest", started, interrupted)
             manifest = {
                 "source": {"model": model, "path": str(source), "revision": revision,

@@ -6,25 +6,16 @@ the IR's logits as they are and did (all 30 tokens of a full-size random-weight 
 and under a grammar xgrammar has no bit for such an id, so the constraint dropped. With -inf added to those
 logits in the graph, no engine and no model server that reads this folder can choose one.
 """
-from pathlib import Path
-
 import numpy as np
 import openvino as ov
 
-from .saving import save_in_place
-
-LANGUAGE_MODEL = "openvino_language_model.xml"
 MASK_NAME = "ovphi_tokenless_ids_mask"
 TOKENLESS_IDS_MASKED = "tokenless_ids_masked"  # the manifest's count of them
 
 
-def mask_tokenless_logits(ir_dir, tokens):
-    """Add -inf to the `logits` output of ir_dir's language model for every id from `tokens` (the tokenizer's
-    size) on; returns how many ids that masks (0: none past the tokenizer, or masked already)."""
-    xml = Path(ir_dir) / LANGUAGE_MODEL
-    model = ov.Core().read_model(xml)
-    if any(node.get_friendly_name() == MASK_NAME for node in model.get_ops()):
-        return 0
+def mask_tokenless_logits(model, tokens):
+    """Add -inf to the `logits` output of the language model (an ov.Model, edited in place) for every id from
+    `tokens` (the tokenizer's size) on; returns how many ids that masks (0: none past the tokenizer)."""
     logits = model.output("logits")
     size = logits.get_partial_shape()[-1].get_length()
     if size <= tokens:
@@ -38,5 +29,4 @@ def mask_tokenless_logits(ir_dir, tokens):
     source.get_tensor().set_names(set())
     masked.output(0).get_tensor().set_names(names)
     result.input(0).replace_source_output(masked.output(0))
-    save_in_place(model, xml)
     return size - tokens

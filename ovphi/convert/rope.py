@@ -5,11 +5,7 @@ moves the rotary angles by up to about one radian (measured on the tiny model), 
 few thousand tokens drift from PyTorch's. ovphi's implementation names the tables
 `rotary_emb.short_inv_freq` and `rotary_emb.long_inv_freq`; checkpoint remote code is left alone.
 """
-from pathlib import Path
-
 import openvino as ov
-
-from .saving import save_in_place
 
 
 def rope_tables(config):
@@ -21,10 +17,9 @@ def rope_tables(config):
     return {"short_inv_freq": rope.short_inv_freq.numpy(), "long_inv_freq": rope.long_inv_freq.numpy()}
 
 
-def restore_rope_tables(ir_dir, config):
-    """Replace the decompressed f16 tables of openvino_language_model.xml by f32 ones; returns how many."""
-    xml = Path(ir_dir) / "openvino_language_model.xml"
-    model = ov.Core().read_model(xml)
+def restore_rope_tables(model, config):
+    """Replace the decompressed f16 tables of the language model (an ov.Model, edited in place) by f32 ones;
+    returns how many."""
     tables = rope_tables(config)
     replaced = 0
     for node in model.get_ops():
@@ -39,6 +34,4 @@ def restore_rope_tables(ir_dir, config):
             if user.get_type_name() == "Convert" and user.get_output_element_type(0) == ov.Type.f32:
                 user.output(0).replace(exact.output(0))
                 replaced += 1
-    if replaced:
-        save_in_place(model, xml)
     return replaced

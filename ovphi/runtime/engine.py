@@ -204,13 +204,6 @@ class Engine(ABC):
 
         return read_manifest(self.model_dir) or {}
 
-    @property
-    def detokenizer_holds_token_bytes(self):
-        """Whether the folder's detokenizer gives openvino.genai the vocabulary as printed (its manifest says so)."""
-        from ..convert.detokenizer import TOKEN_BYTES
-
-        return self.manifest.get("detokenizer") == TOKEN_BYTES
-
     def check_tokenless_ids_masked(self):
         """For engines that sample with openvino.genai: refuse a folder whose language model can still give the
         ids that have no token (convert/logits.py), which genai would sample."""
@@ -222,9 +215,12 @@ class Engine(ABC):
                              " the optimum engine (--backend optimum)")
 
     def check_ebnf_grammar(self, generation):
-        """Unsupported if openvino.genai cannot hold this turn's answer to its grammar."""
+        """Unsupported if openvino.genai cannot hold this turn's answer to its grammar (it also needs a detokenizer
+        that gives it the vocabulary as printed: convert/detokenizer.py)."""
+        from ..convert.detokenizer import TOKEN_BYTES
+
         why = generation.grammar.no_ebnf if generation.grammar.ebnf is None else None
-        if why is None and not self.detokenizer_holds_token_bytes:
+        if why is None and self.manifest.get("detokenizer") != TOKEN_BYTES:
             why = (f"{self.model_dir}'s detokenizer holds SentencePiece pieces, which openvino.genai misreads for a"
                    " grammar; convert it again with this ovphi")
         if why:
