@@ -25,8 +25,10 @@ def test_bench_writes_json_markdown_and_a_png(int4_ir, tmp_path):
     assert report["roofline_machine"]["matmul_precision"] == default
     assert report["roofline_machine"]["matmul_flops_per_s"]["best"] > 1e9
     assert [(v["backend"], v["weights"]) for v in report["variants"]] == [("optimum", "int4"), ("genai", "int4")]
+    optimum, genai = report["variants"]
+    assert 0 < optimum["load_cached_s"] and genai["load_cached_s"] is None  # genai compiles on CPU, no cache
     for variant in report["variants"]:
-        assert 0 < variant["load_cached_s"] and 0 < variant["load_cold_s"] and variant["peak_rss_bytes"] > 1e8
+        assert 0 < variant["load_cold_s"] and variant["peak_rss_bytes"] > 1e8
         one_image = variant["scenarios"]["image_nc4"]
         assert one_image["prompt_tokens"]["median"] > 757
         assert 0 < one_image["vision_s"]["median"] <= one_image["ttft_s"]["median"] < 60  # seconds, not ms

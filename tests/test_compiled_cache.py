@@ -7,6 +7,7 @@ import sys
 
 from ovphi.runtime import RuntimeOptions, load
 from ovphi.runtime.compiled_cache import cache_folder, keep_only
+from ovphi.runtime.engine import Capabilities
 
 
 def test_the_folder_changes_with_the_device_the_properties_and_the_ir(tmp_path):
@@ -58,3 +59,15 @@ def test_the_command_that_fills_the_cache_says_how_much_it_holds(int4_ir, tmp_pa
     assert "compiled-model cache: " in filled.stderr and str(model / "model_cache") in filled.stderr
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
     assert quiet.returncode == 0 and "compiled-model cache" not in quiet.stderr  # nothing written, nothing removed
+
+
+def test_the_genai_engines_compile_on_cpu_and_use_the_cache_on_accelerators(int4_ir, tmp_path):
+    # on CPU, compiling the IR loads faster than importing the blobs (docs/benchmarks.md, goal 3)
+    genai = Capabilities(compiled_cache="accelerators")
+    assert not genai.uses_compiled_cache("CPU") and genai.uses_compiled_cache("GPU.0")
+    assert Capabilities(compiled_cache="all").uses_compiled_cache("CPU") and not Capabilities().uses_compiled_cache("GPU")
+    model = tmp_path / "ir"
+    shutil.copytree(int4_ir, model, ignore=shutil.ignore_patterns("model_cache"))
+    engine = load(model, backend="genai")
+    assert engine.compiled_cache is None and "CACHE_DIR" not in engine.pipeline_properties()
+    assert not (model / "model_cache").exists()

@@ -66,7 +66,7 @@ def measure_load(model_dir, backend, options):
     """(engine, load seconds without the compiled-model cache, with it once filled: None for engines that
     do not use it)."""
     engine_class = registry.engine_class(backend)
-    if not engine_class.capabilities.compiled_cache:
+    if not engine_class.capabilities.uses_compiled_cache(options.device.upper()):
         engine = engine_class(model_dir, options)
         return engine, engine.load_seconds, None
     cold = engine_class(model_dir, replace(options, cache=False)).load_seconds

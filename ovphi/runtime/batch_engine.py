@@ -36,7 +36,7 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds
 class BatchEngine(Engine):
     name = "genai-batch"
     # stops_at_once: a lone request is ended by a new worker
-    capabilities = Capabilities(compiled_cache=True, stops_at_once=True, ebnf_grammar=True)
+    capabilities = Capabilities(compiled_cache="accelerators", stops_at_once=True, ebnf_grammar=True)  # as genai's
     required_files = IR_FILES + TOKENIZER_IRS
 
     def load_model(self):

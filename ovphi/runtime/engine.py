@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -50,12 +50,16 @@ class Capabilities:
     logits: bool = False  # score(): teacher-forced logits, for `ovphi eval`
     num_crops_per_call: bool = False  # GenerationConfig.num_crops may differ from the folder's
     runtime_options: bool = True  # honours RuntimeOptions (the stock runtimes keep their own defaults)
-    compiled_cache: bool = False  # loads faster once MODEL_DIR/model_cache is filled
+    compiled_cache: str = "none"  # where a filled MODEL_DIR/model_cache loads faster: none, all, accelerators (not CPU)
     openvino_devices: bool = True  # any device OpenVINO sees; else CPU only
     eager: bool = False  # unoptimised (PyTorch eager): benchmarks run only its short scenarios
     sampler: bool = False  # ovphi's Sampler picks each token: grammar, logit_bias, penalties, logprobs, processors
     stops_at_once: bool = False  # a cancel ends a turn within a second also inside a vision encode or a prefill
     ebnf_grammar: bool = False  # openvino.genai constrains answers to GenerationConfig.grammar's EBNF
+
+    def uses_compiled_cache(self, device):
+        """Whether a load on `device` reads and fills MODEL_DIR/model_cache."""
+        return self.compiled_cache == "all" or (self.compiled_cache == "accelerators" and device != "CPU")
 
 
 def read_config(model_dir):
@@ -88,8 +92,10 @@ class Engine(ABC):
         else:
             self.device = "CPU"
         self.options = options if self.capabilities.runtime_options else RuntimeOptions(device=options.device)
+        if not self.capabilities.uses_compiled_cache(self.device):
+            self.options = replace(self.options, cache=False)
         self.stop_requested = threading.Event()
-        cache = self.options.compiled_cache_folder(self.model_dir) if self.capabilities.compiled_cache else None
+        cache = self.options.compiled_cache_folder(self.model_dir)
         before = tree_bytes(cache) if cache else 0
         with self.unmapping_weights():
             self.load_model()

@@ -105,7 +105,7 @@ class OpenVINOModel:
 
 class OptimumEngine(KVLoopEngine):
     name = "optimum"
-    capabilities = Capabilities(logits=True, num_crops_per_call=True, compiled_cache=True, sampler=True,
+    capabilities = Capabilities(logits=True, num_crops_per_call=True, compiled_cache="all", sampler=True,
                                 stops_at_once=True)
 
     def load_model(self):
