@@ -66,10 +66,11 @@ def measure_load(model_dir, backend, options):
     """(engine, load seconds without the compiled-model cache, with it once filled: None for engines that
     do not use it)."""
     engine_class = registry.engine_class(backend)
-    if not engine_class.capabilities.uses_compiled_cache(options.device.upper()):
-        engine = engine_class(model_dir, options)
+    engine = engine_class(model_dir, replace(options, cache=False))
+    if not engine.capabilities.uses_compiled_cache(engine.device):  # the device the engine checked and runs on
         return engine, engine.load_seconds, None
-    cold = engine_class(model_dir, replace(options, cache=False)).load_seconds
+    cold = engine.load_seconds
+    del engine
     gc.collect()  # optimum's model objects hold reference cycles: free each load before the next
     engine_class(model_dir, options)  # fills MODEL_DIR/model_cache
     gc.collect()
