@@ -6,7 +6,11 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 MADV_DONTNEED, MADV_PAGEOUT = 4, 21  # MADV_PAGEOUT: Linux 5.4+
+READ_AHEAD_STEP = 128 << 10  # read_ahead's bytes a call: the smallest readahead window Linux sets by default
+CGROUP_V1_MEMORY, CGROUP_V2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
 
 
 def peak_rss_bytes(pids=()):
@@ -78,6 +82,70 @@ def page_out_mapped_files(paths, advice=MADV_PAGEOUT):
             if madvise(start, end - start, advice) == 0:
                 advised += end - start
     return advised
+
+
+def memory_cgroups():
+    """The memory cgroup folders this process is charged to: its own and those above it (v1's memory controller,
+    else v2's unified hierarchy); none where /proc/self/cgroup says nothing of them."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    paths = {controllers: path for _, controllers, path in (line.split(":", 2) for line in lines)}
+    v1 = next((path for controllers, path in paths.items() if "memory" in controllers.split(",")), None)
+    root, path = (CGROUP_V1_MEMORY, v1) if v1 is not None else (CGROUP_V2, paths.get(""))
+    if path is None:
+        return []
+    folders, folder = [], root / path.lstrip("/")
+    while root in folder.parents:  # the root's own files set no limit
+        folders.append(folder)
+        folder = folder.parent
+    return folders
+
+
+def available_memory_bytes():
+    """Bytes this process can take without pushing anything out: the system's available memory, or less where a
+    memory cgroup it is charged to has a nearer limit (the limit less the usage, whose inactive file pages count
+    as free: the kernel drops those first)."""
+    available = psutil.virtual_memory().available
+    for group in memory_cgroups():
+        v1 = (group / "memory.limit_in_bytes").exists()
+        try:
+            limit = (group / ("memory.limit_in_bytes" if v1 else "memory.max")).read_text().strip()
+            usage = int((group / ("memory.usage_in_bytes" if v1 else "memory.current")).read_text())
+            stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+        except OSError:  # the root cgroup has no limit files in v2
+            continue
+        if limit != "max":
+            inactive = int(stat.get("total_inactive_file" if v1 else "inactive_file", 0))
+            available = min(available, int(limit) - usage + inactive)
+    return max(available, 0)
+
+
+def read_ahead(paths):
+    """Start reading the files `paths` into the page cache, in order, on a daemon thread, so that a load's disk
+    reads overlap its imports and compiling instead of stalling them a page fault at a time. posix_fadvise
+    WILLNEED queues the reads and returns, but reads no more than the device's readahead window a call (8 MB
+    here, 128 KB by default), hence a call per READ_AHEAD_STEP. Nothing is read unless the memory available is
+    twice the files' size, room for their pages and the plugin's repacked copy of them: inside a 4 GiB limit,
+    reading a full-size folder's files ahead pushed out pages still to be used (a fresh `ovphi ask` then loaded
+    2-3 s slower). Returns the thread, or None."""
+    paths = [path for path in paths if Path(path).is_file()]
+    if not paths or 2 * sum(Path(path).stat().st_size for path in paths) > available_memory_bytes():
+        return None
+
+    def read():
+        for path in paths:
+            try:
+                with open(path, "rb") as file:
+                    for offset in range(0, os.fstat(file.fileno()).st_size, READ_AHEAD_STEP):
+                        os.posix_fadvise(file.fileno(), offset, READ_AHEAD_STEP, os.POSIX_FADV_WILLNEED)
+            except OSError:  # gone or unreadable: the load itself will say so
+                pass
+
+    thread = threading.Thread(target=read, name="read-ahead", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextmanager

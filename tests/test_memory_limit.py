@@ -46,3 +46,14 @@ def test_a_limited_process_is_charged_for_a_file_only_once_it_is_evicted(tmp_pat
     cached = usage()  # the file's pages were charged to this process's cgroup when it wrote them
     evict_from_page_cache(tmp_path)
     assert usage() > cached + 48 * 2**20
+
+
+def test_inside_a_limit_the_memory_available_is_the_limits_and_nothing_too_large_is_read_ahead(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(bytes(200 * 2**20))
+    check = ("import sys; from ovphi.resources import available_memory_bytes, read_ahead;"
+             "print(available_memory_bytes(), read_ahead([sys.argv[1]]))")
+    with MemoryLimit(256 * 2**20) as limit:
+        result = subprocess.run(limit.wrap([sys.executable, "-c", check, str(tmp_path / "weights.bin")]),
+                                capture_output=True, text=True)
+    available, thread = result.stdout.split()
+    assert 0 < int(available) <= 256 * 2**20 and thread == "None"  # 200 MB twice would not fit

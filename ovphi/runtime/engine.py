@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import OvphiError, Unsupported
 from ..files import check_model_folder, read_json
-from ..resources import MADV_DONTNEED, paging_out
+from ..resources import MADV_DONTNEED, paging_out, read_ahead
 from .compiled_cache import keep_only, tree_bytes
 from .config import GenerationConfig, RuntimeOptions
 from .devices import check_device
@@ -97,6 +97,8 @@ class Engine(ABC):
         self.stop_requested = threading.Event()
         cache = self.options.compiled_cache_folder(self.model_dir)
         before = tree_bytes(cache) if cache else 0
+        if self.capabilities.folder == "ir" and self.capabilities.runtime_options:  # the stock runtimes stay stock
+            read_ahead([*sorted(self.model_dir.glob("*.bin")), *(sorted(cache.glob("*.blob")) if cache else [])])
         with self.unmapping_weights():
             self.load_model()
         self.compiled_cache = keep_only(cache, before) if cache else None  # CacheUse: what the load did to it
