@@ -55,5 +55,6 @@ def test_inside_a_limit_the_memory_available_is_the_limits_and_nothing_too_large
     with MemoryLimit(256 * 2**20) as limit:
         result = subprocess.run(limit.wrap([sys.executable, "-c", check, str(tmp_path / "weights.bin")]),
                                 capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     available, thread = result.stdout.split()
     assert 0 < int(available) <= 256 * 2**20 and thread == "None"  # 200 MB twice would not fit
