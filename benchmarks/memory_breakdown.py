@@ -87,7 +87,6 @@ def measure(model_dir, backend, image):
     from ovphi.images import read_image
     from ovphi.resources import MADV_DONTNEED, page_out_mapped_files, peak_rss_bytes
     from ovphi.runtime import Conversation, ImagePart
-    from ovphi.runtime.compiled_cache import weight_files
 
     steps = [step("interpreter and ovphi imported", sampler.reading())]
     for module in IMPORTS[backend]:
@@ -104,7 +103,7 @@ def measure(model_dir, backend, image):
     first, timings = turn_steps(sampler, engine, question, "first turn")
     mapped["first turn"] = mapped_files(sampler.pids)
     engine.reset()
-    page_out_mapped_files(weight_files(model_dir), MADV_DONTNEED)
+    page_out_mapped_files(engine.mapped_weights(), MADV_DONTNEED)
     first.append(step("the IR's weights and compiled blobs unmapped", sampler.reading()))
     again, _ = turn_steps(sampler, engine, question, "same question, new conversation")
     mapped["same question, new conversation"] = mapped_files(sampler.pids)

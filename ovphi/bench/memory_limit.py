@@ -6,9 +6,7 @@ import time
 from pathlib import Path
 
 from ..errors import OvphiError
-
-V1_ROOT = Path("/sys/fs/cgroup/memory")
-V2_ROOT = Path("/sys/fs/cgroup")
+from ..resources import CGROUP_V1_MEMORY, CGROUP_V2
 
 
 def evict_from_page_cache(folder):
@@ -28,8 +26,8 @@ class MemoryLimit:
 
     def __init__(self, limit_bytes, root=None):
         self.limit_bytes = limit_bytes
-        self.version = 1 if (root or V1_ROOT).joinpath("memory.limit_in_bytes").exists() else 2
-        root = root or (V1_ROOT if self.version == 1 else V2_ROOT)
+        self.version = 1 if (root or CGROUP_V1_MEMORY).joinpath("memory.limit_in_bytes").exists() else 2
+        root = root or (CGROUP_V1_MEMORY if self.version == 1 else CGROUP_V2)
         self.path = root / f"ovphi-{os.getpid()}-{time.monotonic_ns()}"
 
     def __enter__(self):

@@ -20,10 +20,11 @@ def cache_folder(model_dir, device, properties):
     return Path(model_dir) / CACHE / hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
-def weight_files(model_dir):
-    """The files a loaded IR folder's weights are mapped from: its .bin files and its compiled blobs."""
-    model_dir = Path(model_dir).resolve()
-    return [*model_dir.glob("*.bin"), *model_dir.glob(f"{CACHE}/*/*.blob")]
+def weight_files(model_dir, cache):
+    """The files an IR folder loaded with the compiled-model cache folder `cache` (None: without the cache) maps
+    its weights from: the folder's .bin files and that cache folder's blobs."""
+    blobs = sorted(Path(cache).resolve().glob("*.blob")) if cache else []
+    return [*sorted(Path(model_dir).resolve().glob("*.bin")), *blobs]
 
 
 def tree_bytes(path):

@@ -95,10 +95,9 @@ class Engine(ABC):
         if not self.capabilities.uses_compiled_cache(self.device):
             self.options = replace(self.options, cache=False)
         self.stop_requested = threading.Event()
-        cache = self.options.compiled_cache_folder(self.model_dir)
+        self.cache_folder = cache = self.options.compiled_cache_folder(self.model_dir)  # None: no cache used
         before = tree_bytes(cache) if cache else 0
-        if self.capabilities.folder == "ir" and self.capabilities.runtime_options:  # the stock runtimes stay stock
-            read_ahead([*sorted(self.model_dir.glob("*.bin")), *(sorted(cache.glob("*.blob")) if cache else [])])
+        read_ahead(self.mapped_weights())
         with self.unmapping_weights():
             self.load_model()
         self.compiled_cache = keep_only(cache, before) if cache else None  # CacheUse: what the load did to it
@@ -175,11 +174,12 @@ class Engine(ABC):
             return cut.end(self.generate(conversation, generation, cut))
 
     def mapped_weights(self):
-        """The files this process maps the model's weights from (the IR's .bin files, the compiled blobs), which
-        loading and turns unmap as they run: compiling with the compiled-model cache hashes every weight through
-        them, and OpenVINO's CPU plugin reads each once, to repack it, on its first inference. Kept mapped, those
-        pages stayed resident beside the repacked copy (2.3 of the 6.9 GB peak of one full-size INT4 image turn,
-        AMD EPYC). None for an engine that maps no IR in this process, or that runs as its runtime does."""
+        """The files this process maps the model's weights from (the IR's .bin files, the compiled blobs of
+        self.cache_folder), which a load reads ahead as it begins (resources.read_ahead) and which loading and
+        turns unmap as they run: compiling with the compiled-model cache hashes every weight through them, and
+        OpenVINO's CPU plugin reads each once, to repack it, on its first inference. Kept mapped, those pages
+        stayed resident beside the repacked copy (2.3 of the 6.9 GB peak of one full-size INT4 image turn, AMD
+        EPYC). None for an engine that maps no IR in this process, or that runs as its runtime does."""
         return []
 
     def unmapping_weights(self):

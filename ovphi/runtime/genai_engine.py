@@ -170,7 +170,7 @@ class GenaiEngine(Engine):
         self.kv_element_bytes = kv_element_bytes(self.device, self.options.kv_cache_precision)
 
     def mapped_weights(self):
-        return weight_files(self.model_dir)
+        return weight_files(self.model_dir, self.cache_folder)
 
     def reset(self):
         self.history, self.sent, self.sent_images, self.cached_tokens = None, [], [], 0

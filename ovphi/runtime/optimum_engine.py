@@ -116,7 +116,7 @@ class OptimumEngine(KVLoopEngine):
                                self.config, self.options.prefix_cache_mb << 20)
 
     def mapped_weights(self):
-        return weight_files(self.model_dir)
+        return weight_files(self.model_dir, self.cache_folder)
 
     def warm_up_vision(self):
         from PIL import Image
