@@ -1,6 +1,6 @@
 """Load on `ovphi serve`: N concurrent clients, each a conversation of M turns about its own picture, through the
 official openai client, for each client count and backend in one run. Reports per run the aggregate generated
-tokens per second, p50/p95 TTFT and TPOT per turn, refused requests, answered requests per minute and the
+tokens per second, p50/p95 TTFT and TPOT and the median vision time per turn, refused requests, answered requests per minute and the
 server's peak RSS (its worker processes included), as JSON and Markdown.
 
     python benchmarks/serve_load.py models/full-int4 --backend optimum --backend genai-batch --backend genai-stock \\
@@ -70,7 +70,7 @@ def data_url(path, tag):
 
 
 def conversation(client, model, image_url, turns, max_tokens):
-    """[(ttft, tpot, cached tokens, error, generated tokens)] of each turn of one client's conversation, streamed; a refused
+    """[(ttft, tpot, cached tokens, error, generated tokens, vision seconds)] of each turn of one client's conversation, streamed; a refused
     turn ends the conversation (its error kept, the turns after it not asked). TTFT is what this
     client waited, queueing included: the arrival of the last chunk less the server's time from the first
     token to the end (its `timings`); counting text chunks would not do, since a token may bring no text
@@ -91,12 +91,13 @@ def conversation(client, model, image_url, turns, max_tokens):
                     text.append(chunk.choices[0].delta.content)
         except openai.APIStatusError as error:
             message = error.body.get("message") if isinstance(error.body, dict) else str(error)
-            return measured + [(None, None, None, f"{error.status_code}: {message}", 0)] * (turns - number)
+            return measured + [(None, None, None, f"{error.status_code}: {message}", 0, None)] * (turns - number)
         ended = time.perf_counter() - started
         history.append({"role": "assistant", "content": "".join(text)})
         ttft = ended - (timings["total_ms"] - timings["ttft_ms"]) / 1000
         tpot = None if timings["tpot_ms"] is None else timings["tpot_ms"] / 1000
-        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens, None, usage.completion_tokens))
+        vision = None if timings.get("vision_ms") is None else timings["vision_ms"] / 1000
+        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens, None, usage.completion_tokens, vision))
     return measured
 
 
@@ -125,9 +126,11 @@ def run(model_dir, backend, clients, turns, max_tokens, pictures):
         tpot = [result[number][1] for result in results]
         cached = [result[number][2] for result in results if result[number][2] is not None]
         errors = [result[number][3] for result in results if result[number][3]]
+        vision = [result[number][5] for result in results if result[number][5] is not None]
         per_turn.append({"turn": number + 1, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
                          "tpot_p50_s": percentile(tpot, 0.5), "tpot_p95_s": percentile(tpot, 0.95),
                          "cached_tokens_median": statistics.median(cached) if cached else None,
+                         "vision_s_median": statistics.median(vision) if vision else None,
                          "failed": len(errors), "first_error": errors[0] if errors else None})
     answered = sum(1 for result in results for turn in result if turn[3] is None)
     return {"backend": backend, "clients": clients, "turns": turns, "requests": clients * turns, "seconds": seconds,
@@ -174,14 +177,14 @@ def markdown(report):
              " x lone later turn | refused | peak RSS GB |", "|---|---|---|---|---|---|---|---|---|",
              *summary_rows(report), "", "Every turn:", "",
              "| backend | clients | turn | TTFT p50 s | TTFT p95 s | TPOT p50 ms | TPOT p95 ms | cached tokens (median) |"
-             " failed | answered requests/min |", "|---|---|---|---|---|---|---|---|---|---|"]
+             " vision s (median) | failed | answered requests/min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda value, scale=1, digits=2: "–" if value is None else f"{value * scale:.{digits}f}"  # noqa: E731
     for result in report["results"]:
         for turn in result["per_turn"]:
             lines.append(f"| {result['backend']} | {result['clients']} | {turn['turn']} | {fmt(turn['ttft_p50_s'])} | "
                          f"{fmt(turn['ttft_p95_s'])}"
                          f" | {fmt(turn['tpot_p50_s'], 1000, 0)} | {fmt(turn['tpot_p95_s'], 1000, 0)} | "
-                         f"{fmt(turn['cached_tokens_median'], 1, 0)} | {turn['failed']} | {result['requests_per_minute']:.2f} |")
+                         f"{fmt(turn['cached_tokens_median'], 1, 0)} | {fmt(turn.get('vision_s_median'))} | {turn['failed']} | {result['requests_per_minute']:.2f} |")
     errors = sorted({f"{r['backend']}: {t['first_error']}" for r in report["results"] for t in r["per_turn"] if t["first_error"]})
     return "\n".join(lines + ([""] + [f"- {error}" for error in errors] if errors else [])) + "\n"
 
