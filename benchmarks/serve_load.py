@@ -97,7 +97,8 @@ def conversation(client, model, image_url, turns, max_tokens):
         ttft = ended - (timings["total_ms"] - timings["ttft_ms"]) / 1000
         tpot = None if timings["tpot_ms"] is None else timings["tpot_ms"] / 1000
         vision = None if timings.get("vision_ms") is None else timings["vision_ms"] / 1000
-        measured.append((ttft, tpot, usage.prompt_tokens_details.cached_tokens, None, usage.completion_tokens, vision))
+        cached = usage.prompt_tokens_details and usage.prompt_tokens_details.cached_tokens  # None: not said
+        measured.append((ttft, tpot, cached, None, usage.completion_tokens, vision))
     return measured
 
 

@@ -161,9 +161,13 @@ def test_the_server_answers_health_while_pictures_are_encoded_and_refuses_past_i
             {"role": "assistant", "content": first.choices[0].message.content},
             {"role": "user", "content": "And the colours?"}])
         assert second.usage.prompt_tokens > first.usage.prompt_tokens and second.choices[0].finish_reason
+        assert second.usage.prompt_tokens_details is None  # genai does not say what came from its prefix cache
         assert "ovphi_running_requests 1\n" in busy and "ovphi_queue_depth 1\n" in busy, busy
         idle = requests.get(f"{server.base}/metrics", timeout=5).text
         assert "ovphi_running_requests 0\n" in idle and "ovphi_queue_depth 0\n" in idle
+        assert 'ovphi_prompt_tokens_total{kind="processed"} 0\n' in idle, idle  # every prompt is counted unsplit
+        unsplit = int(re.search(r'^ovphi_prompt_tokens_total\{kind="unsplit"\} (\d+)$', idle, re.M).group(1))
+        assert unsplit >= first.usage.prompt_tokens + second.usage.prompt_tokens
         gauges = dict(re.findall(r"^ovphi_(batch_size|kv_cache_usage_ratio) (\S+)$", idle, re.M))
         assert int(gauges["batch_size"]) >= 0 and 0 <= float(gauges["kv_cache_usage_ratio"]) <= 1
     finally:

@@ -15,6 +15,11 @@ class TurnTimings:
     prefix_cache: str | None = None  # "hit": the prompt's images came from a KV snapshot; "miss"; None: not used
 
     @property
+    def cached_tokens(self):
+        """Prompt tokens that came from the KV cache; None where the engine does not say (genai-batch)."""
+        return None if self.processed_tokens is None else self.prompt_tokens - self.processed_tokens
+
+    @property
     def tokens_per_s(self):
         return 1.0 / self.tpot_s if self.tpot_s else None
 

@@ -5,8 +5,9 @@ Requests run on the engine's scheduler: one at a time (runtime/scheduler.py), or
 genai-batch engine (runtime/batch_engine.py); the others wait in its bounded FIFO queue (429 with Retry-After when
 it is full). An answer sent back in a later request's history is fed to
 the model as the ids it generated (runtime/generated.py), so the KV cache it holds is reused:
-`usage.prompt_tokens_details.cached_tokens` counts the prompt tokens that were not computed again. A client that
-goes away cancels its own request: at once in a vision encode or a prefill, else within a token.
+`usage.prompt_tokens_details.cached_tokens` counts the prompt tokens that were not computed again (left out where
+the engine does not say: genai-batch). A client that goes away cancels its own request: at once in a vision
+encode or a prefill, else within a token.
 """
 import asyncio
 import hmac
@@ -195,11 +196,12 @@ def finish_reason(result):
 
 
 def usage(result):
+    """OpenAI's usage; `prompt_tokens_details.cached_tokens` only where the engine says how many came from its cache."""
     timings = result.timings
-    processed = timings.processed_tokens if timings.processed_tokens is not None else timings.prompt_tokens
-    return {"prompt_tokens": timings.prompt_tokens, "completion_tokens": timings.answer_tokens,
-            "total_tokens": timings.prompt_tokens + timings.answer_tokens,
-            "prompt_tokens_details": {"cached_tokens": timings.prompt_tokens - processed}}
+    counts = {"prompt_tokens": timings.prompt_tokens, "completion_tokens": timings.answer_tokens,
+              "total_tokens": timings.prompt_tokens + timings.answer_tokens}
+    cached = timings.cached_tokens
+    return counts if cached is None else counts | {"prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def timings(result):

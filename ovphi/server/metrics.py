@@ -27,7 +27,7 @@ class Metrics:
         self.lock = threading.Lock()
         self.requests = Counter()  # by HTTP status
         self.ttft, self.tpot = Histogram(), Histogram()
-        self.tokens = Counter()  # processed, cached, generated
+        self.tokens = Counter()  # prompt tokens processed, cached or unsplit (the engine does not say); generated
         self.finishes = Counter()  # turns by how they ended: stop, length, cancelled
 
     def request(self, status):
@@ -40,9 +40,11 @@ class Metrics:
                 self.ttft.observe(timings.ttft_s)
             if timings.tpot_s is not None:
                 self.tpot.observe(timings.tpot_s)
-            processed = timings.processed_tokens if timings.processed_tokens is not None else timings.prompt_tokens
-            self.tokens["processed"] += processed
-            self.tokens["cached"] += timings.prompt_tokens - processed
+            if timings.cached_tokens is None:
+                self.tokens["unsplit"] += timings.prompt_tokens
+            else:
+                self.tokens["processed"] += timings.processed_tokens
+                self.tokens["cached"] += timings.cached_tokens
             self.tokens["generated"] += timings.answer_tokens
 
     def finished(self, reason):
@@ -60,7 +62,7 @@ class Metrics:
                       "# TYPE ovphi_tpot_seconds histogram", *self.tpot.lines("ovphi_tpot_seconds"),
                       "# TYPE ovphi_prompt_tokens_total counter"]
             lines += [f'ovphi_prompt_tokens_total{{kind="{kind}"}} {self.tokens[kind]}' for kind in
-                      ("processed", "cached")]
+                      ("processed", "cached", "unsplit")]
             lines += ["# TYPE ovphi_turns_total counter"]
             lines += [f'ovphi_turns_total{{finish_reason="{reason}"}} {count}' for reason, count in
                       sorted(self.finishes.items())]

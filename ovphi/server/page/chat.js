@@ -89,8 +89,9 @@ function statsLine(answer) {
   if (t && t.ttft_ms != null) parts.push(`TTFT ${(t.ttft_ms / 1000).toFixed(2)} s`);
   if (t && t.tpot_ms) parts.push(`${(1000 / t.tpot_ms).toFixed(1)} tokens/s`);
   if (usage) {
-    const cached = usage.prompt_tokens_details ? usage.prompt_tokens_details.cached_tokens : 0;
-    parts.push(`${usage.prompt_tokens} prompt tokens, ${cached} cached`, `${usage.completion_tokens} answer tokens`);
+    const details = usage.prompt_tokens_details;  // absent where the engine does not say what it cached
+    parts.push(`${usage.prompt_tokens} prompt tokens` + (details ? `, ${details.cached_tokens} cached` : ""),
+               `${usage.completion_tokens} answer tokens`);
   }
   if (answer.stopped) parts.push("stopped");
   return parts.join(" · ");
