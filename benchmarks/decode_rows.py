@@ -63,10 +63,10 @@ def measure(model_dir, rows, cached, repeats):
     rng = np.random.default_rng(0)
     step_times(request, 1, 1, cached, hidden, 1, rng)  # first inference
     results = []
-    for shape, count in [("sequences", count) for count in rows] + [("tokens of one sequence", count) for count in rows]:
-        sequences, new = (count, 1) if shape == "sequences" else (1, count)
-        if shape != "sequences" and count == 1:
-            continue  # the same step as one sequence
+    shapes = [("sequences", count, 1) for count in rows]
+    shapes += [("tokens of one sequence", 1, count) for count in rows if count > 1]  # 1: the same step as above
+    for shape, sequences, new in shapes:
+        count = sequences * new
         times = step_times(request, sequences, new, cached, hidden, repeats, rng)
         share, kernels = fully_connected_share(profiled, sequences, new, cached, hidden, rng)
         results.append({"rows_as": shape, "rows": count, "step_s": statistics.median(times), "steps_s": times,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import openai
 import requests
@@ -69,8 +70,19 @@ def data_url(path, tag):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+class Turn(NamedTuple):
+    """What one client measured of one turn; a refused turn has only its error."""
+
+    ttft: float | None = None
+    tpot: float | None = None
+    cached_tokens: int | None = None  # None: refused, or the engine does not say
+    error: str | None = None
+    generated_tokens: int = 0
+    vision_s: float | None = None
+
+
 def conversation(client, model, image_url, turns, max_tokens):
-    """[(ttft, tpot, cached tokens, error, generated tokens, vision seconds)] of each turn of one client's conversation, streamed; a refused
+    """[Turn] of each turn of one client's conversation, streamed; a refused
     turn ends the conversation (its error kept, the turns after it not asked). TTFT is what this
     client waited, queueing included: the arrival of the last chunk less the server's time from the first
     token to the end (its `timings`); counting text chunks would not do, since a token may bring no text
@@ -91,14 +103,14 @@ def conversation(client, model, image_url, turns, max_tokens):
                     text.append(chunk.choices[0].delta.content)
         except openai.APIStatusError as error:
             message = error.body.get("message") if isinstance(error.body, dict) else str(error)
-            return measured + [(None, None, None, f"{error.status_code}: {message}", 0, None)] * (turns - number)
+            return measured + [Turn(error=f"{error.status_code}: {message}")] * (turns - number)
         ended = time.perf_counter() - started
         history.append({"role": "assistant", "content": "".join(text)})
         ttft = ended - (timings["total_ms"] - timings["ttft_ms"]) / 1000
         tpot = None if timings["tpot_ms"] is None else timings["tpot_ms"] / 1000
         vision = None if timings.get("vision_ms") is None else timings["vision_ms"] / 1000
         cached = usage.prompt_tokens_details and usage.prompt_tokens_details.cached_tokens  # None: not said
-        measured.append((ttft, tpot, cached, None, usage.completion_tokens, vision))
+        measured.append(Turn(ttft, tpot, cached, None, usage.completion_tokens, vision))
     return measured
 
 
@@ -122,21 +134,20 @@ def run(model_dir, backend, clients, turns, max_tokens, pictures):
         process.terminate()
         process.wait(timeout=60)
     per_turn = []
-    for number in range(turns):
-        ttft = [result[number][0] for result in results]
-        tpot = [result[number][1] for result in results]
-        cached = [result[number][2] for result in results if result[number][2] is not None]
-        errors = [result[number][3] for result in results if result[number][3]]
-        vision = [result[number][5] for result in results if result[number][5] is not None]
-        per_turn.append({"turn": number + 1, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
-                         "tpot_p50_s": percentile(tpot, 0.5), "tpot_p95_s": percentile(tpot, 0.95),
-                         "cached_tokens_median": statistics.median(cached) if cached else None,
-                         "vision_s_median": statistics.median(vision) if vision else None,
+    for number, turn in enumerate(zip(*results)):  # each client's measure of this turn
+        measured = lambda field: [getattr(one, field) for one in turn if getattr(one, field) is not None]  # noqa: E731
+        median = lambda values: statistics.median(values) if values else None  # noqa: E731
+        errors = measured("error")
+        per_turn.append({"turn": number + 1, "ttft_p50_s": percentile(measured("ttft"), 0.5),
+                         "ttft_p95_s": percentile(measured("ttft"), 0.95),
+                         "tpot_p50_s": percentile(measured("tpot"), 0.5), "tpot_p95_s": percentile(measured("tpot"), 0.95),
+                         "cached_tokens_median": median(measured("cached_tokens")),
+                         "vision_s_median": median(measured("vision_s")),
                          "failed": len(errors), "first_error": errors[0] if errors else None})
-    answered = sum(1 for result in results for turn in result if turn[3] is None)
+    answered = sum(1 for result in results for turn in result if turn.error is None)
     return {"backend": backend, "clients": clients, "turns": turns, "requests": clients * turns, "seconds": seconds,
             "requests_per_minute": answered / seconds * 60, "refused": clients * turns - answered,
-            "generated_tokens_per_s": sum(turn[4] for result in results for turn in result) / seconds,
+            "generated_tokens_per_s": sum(turn.generated_tokens for result in results for turn in result) / seconds,
             "peak_rss_bytes": peak_rss, "per_turn": per_turn}
 
 
